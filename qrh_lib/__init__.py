@@ -1,0 +1,1 @@
+"""QRH surrogate library."""

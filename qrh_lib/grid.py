@@ -1,0 +1,110 @@
+r"""The implied-volatility grid: maturities and strikes that widen as :math:`\sqrt{T}`.
+
+Flat surfaces are strike-major: ``index = i_strike * n_T + j_tenor``, the layout of
+``surface.reshape(n_K, n_T)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: Maturities of the default grid, in days (365-day year).
+DEFAULT_MATURITY_DAYS = (30, 60, 90, 180, 270, 365)
+#: Log-moneyness per square-root year, :math:`m = k / \sqrt{T}`, denser near the money.
+DEFAULT_M = (-0.50, -0.35, -0.25, -0.15, -0.10, -0.05, 0.0, 0.05, 0.15, 0.30)
+
+
+@dataclass(frozen=True, eq=False)
+class Grid:
+    r"""A grid of maturities and log-moneyness strikes.
+
+    Parameters
+    ----------
+    maturities : array_like, shape (n_T,)
+        Maturities in years, strictly increasing and positive.
+    log_moneyness : array_like, shape (n_K, n_T)
+        :math:`k = \log(K / S_0)` for each strike row and maturity column. Options with
+        :math:`k < 0` are priced as puts, :math:`k \ge 0` as calls (out of the money).
+    """
+
+    maturities: np.ndarray
+    log_moneyness: np.ndarray
+    _frozen: bool = field(default=True, repr=False)
+
+    def __post_init__(self):
+        T = np.asarray(self.maturities, dtype=np.float64)
+        k = np.asarray(self.log_moneyness, dtype=np.float64)
+        if T.ndim != 1 or T.size == 0:
+            raise ValueError(f"maturities must have shape (n_T,), got shape {T.shape}")
+        if not np.all(np.isfinite(T)) or np.any(T <= 0) or np.any(np.diff(T) <= 0):
+            raise ValueError(f"maturities must be positive, finite and strictly increasing, got {T}")
+        if k.ndim != 2 or k.shape[1] != T.size:
+            raise ValueError(f"log_moneyness must have shape (n_K, n_T) = (n_K, {T.size}), got {k.shape}")
+        if not np.all(np.isfinite(k)):
+            raise ValueError("log_moneyness must be finite")
+        T.setflags(write=False)
+        k.setflags(write=False)
+        object.__setattr__(self, "maturities", T)
+        object.__setattr__(self, "log_moneyness", k)
+
+    @property
+    def n_T(self) -> int:
+        return self.maturities.size
+
+    @property
+    def n_K(self) -> int:
+        return self.log_moneyness.shape[0]
+
+    @property
+    def size(self) -> int:
+        return self.n_K * self.n_T
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n_K, self.n_T)
+
+    def flat_maturities(self) -> np.ndarray:
+        """Maturity of each flat (strike-major) grid point, shape (n_K * n_T,)."""
+        return np.tile(self.maturities, self.n_K)
+
+    def flat_log_moneyness(self) -> np.ndarray:
+        """Log-moneyness of each flat (strike-major) grid point, shape (n_K * n_T,)."""
+        return self.log_moneyness.reshape(-1)
+
+    def is_call(self) -> np.ndarray:
+        """True where the out-of-the-money option is a call (k >= 0), shape (n_K, n_T)."""
+        return self.log_moneyness >= 0.0
+
+    def to_dict(self) -> dict:
+        return {"maturities": self.maturities.tolist(), "log_moneyness": self.log_moneyness.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Grid:
+        unknown = set(d) - {"maturities", "log_moneyness"}
+        if unknown:
+            raise ValueError(f"unknown Grid keys {sorted(unknown)}; allowed: maturities, log_moneyness")
+        return cls(np.asarray(d["maturities"]), np.asarray(d["log_moneyness"]))
+
+    def __eq__(self, other) -> bool:
+        return (
+            isinstance(other, Grid)
+            and np.array_equal(self.maturities, other.maturities)
+            and np.array_equal(self.log_moneyness, other.log_moneyness)
+        )
+
+    def __hash__(self):
+        return hash((self.maturities.tobytes(), self.log_moneyness.tobytes()))
+
+
+def sqrt_t_grid(maturity_days=DEFAULT_MATURITY_DAYS, m=DEFAULT_M) -> Grid:
+    r"""Grid with strikes :math:`k_{ij} = m_i \sqrt{T_j}` and maturities in days / 365."""
+    T = np.asarray(maturity_days, dtype=np.float64) / 365.0
+    m = np.asarray(m, dtype=np.float64)
+    return Grid(T, np.outer(m, np.sqrt(T)))
+
+
+def default_grid() -> Grid:
+    """The project's grid: 10 strikes x 6 maturities (30..365 days), :math:`k = m\\sqrt{T}`."""
+    return sqrt_t_grid()

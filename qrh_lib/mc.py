@@ -1,0 +1,267 @@
+r"""TensorFlow Monte Carlo engine for the n-factor quadratic rough Heston model.
+
+Model (Rosenbaum & Zhang 2021, eqs 2.3-2.5), one Brownian motion :math:`W` for spot and factors:
+
+.. math::
+
+    \frac{dS_t}{S_t} = \sqrt{V_t}\, dW_t, \quad V_t = a\,\min\{(Z_t - b)^2, \bar q\} + c, \quad
+    Z_t = \sum_i c_i Z^i_t, \quad dZ^i_t = (-\gamma_i Z^i_t - \lambda Z_t)\,dt + \eta \sqrt{V_t}\, dW_t .
+
+Scheme on a time grid :math:`0 = t_0 < \dots < t_N` with steps :math:`h_k` (Rosenbaum & Zhang A.1):
+the factors are implicit in their own mean reversion and spot takes a log-Euler step with the same
+increment,
+
+.. math::
+
+    Z^i_{k+1} = \frac{Z^i_k - \lambda Z_k h_k + \eta \sqrt{V_k}\, \Delta W_k}{1 + \gamma_i h_k}, \qquad
+    \log S_{k+1} = \log S_k - \tfrac12 V_k h_k + \sqrt{V_k}\, \Delta W_k .
+
+The grid is very fine near :math:`t = 0`, where the fast factors (:math:`1/\gamma_{10} \approx 0.0018` years)
+relax, and coarser afterwards (see :func:`time_grid`). Random numbers for parameter set ``i`` come from a
+stateless generator keyed by ``(seed, i)``, so a surface never depends on the batch it was priced in.
+
+Besides the terminal spot at each maturity the engine accumulates, for every option of the grid, the gains of
+a discretely rebalanced Black-Scholes delta hedge (delta taken at the path's current volatility
+:math:`\sqrt{V_t}`), a martingale with zero mean used as a control variate by :mod:`qrh_lib.pricing`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from .kernel import ALPHA, N_FACTORS, geometric_nodes  # noqa: E402
+from .params import check_inputs  # noqa: E402
+
+
+@dataclass(frozen=True)
+class MCConfig:
+    """Settings of the Monte Carlo engine; the defaults are the accuracy-qualified ones (see the
+    convergence study in ``benchmarks/convergence.py``)."""
+
+    n_paths: int = 16_384  # paths per parameter set (antithetic pairs count twice)
+    steps_per_year: int = 365  # step density after the fine start, steps per year
+    first_step: float = 1e-5  # first time step, years
+    grading: float = 0.01  # in the fine start, step = max(first_step, grading * t)
+    steps_per_hedge: int = 0  # steps between rebalancing dates of the delta-hedge control (0: no hedge)
+    antithetic: bool = True  # antithetic pairs (xi, -xi)
+    q_cap: float = 400.0  # cap on (Z - b)^2 (Rosenbaum & Zhang's footnote); never reached in the RZ box
+    batch_size: int = 8  # parameter sets simulated together
+    dtype: str = "float32"  # simulation precision; statistics are always float64
+    alpha: float = ALPHA  # roughness (fixed for the surrogate)
+    n_factors: int = N_FACTORS  # number of factors
+    x: float | None = None  # geometric ratio of the nodes (None: Rosenbaum & Zhang's x*)
+
+    def __post_init__(self):
+        if self.n_paths < 2 or (self.antithetic and self.n_paths % 2):
+            raise ValueError(f"n_paths = {self.n_paths} must be an even integer >= 2 with antithetic paths")
+        if not 1 <= self.steps_per_year <= 10**6:
+            raise ValueError(f"steps_per_year = {self.steps_per_year} is outside its allowed range [1, 1e6]")
+        if not 0 < self.first_step <= 1.0 / self.steps_per_year:
+            raise ValueError(f"first_step = {self.first_step} must be in (0, 1/steps_per_year]")
+        if not 0 <= self.grading <= 1:
+            raise ValueError(f"grading = {self.grading} is outside its allowed range [0, 1]")
+        if self.steps_per_hedge < 0:
+            raise ValueError(f"steps_per_hedge = {self.steps_per_hedge} must be >= 0 (0: no hedge control)")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size = {self.batch_size} must be >= 1")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype = {self.dtype!r}; allowed: 'float32', 'float64'")
+        if not self.q_cap > 0:
+            raise ValueError(f"q_cap = {self.q_cap} must be > 0")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> MCConfig:
+        d = dict(d or {})
+        allowed = {f.name for f in fields(cls)}
+        unknown = set(d) - allowed
+        if unknown:
+            raise ValueError(f"unknown MCConfig option(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def replace(self, **kw) -> MCConfig:
+        return MCConfig.from_dict({**self.to_dict(), **kw})
+
+
+def time_grid(maturities, steps_per_year: int, first_step: float = 1e-5, grading: float = 0.05) -> np.ndarray:
+    r"""Time grid holding every maturity, fine near 0 and uniform later.
+
+    The target step at time :math:`t` is :math:`h(t) = \min(1/N_y, \max(h_0, g\,t))`: constant
+    :math:`h_0` at first, then growing geometrically (step proportional to elapsed time), then
+    :math:`1/N_y`. Each interval between maturities is walked with that step and its last step is
+    stretched or shrunk to land on the maturity.
+    """
+    T = np.asarray(maturities, dtype=np.float64)
+    h_max = 1.0 / steps_per_year
+    times = [0.0]
+    for end in T:
+        t = times[-1]
+        while True:
+            h = min(h_max, max(first_step, grading * t))
+            if t + 1.5 * h >= end:
+                break
+            t += h
+            times.append(t)
+        times.append(float(end))
+    return np.asarray(times)
+
+
+def hedge_indices(grid_times: np.ndarray, maturities, steps_per_hedge: int) -> np.ndarray:
+    """Indices of the rebalancing dates: every ``steps_per_hedge``-th step, plus each maturity."""
+    n = grid_times.size - 1
+    idx = set(range(0, n, steps_per_hedge))
+    idx.update(int(np.argmin(np.abs(grid_times - T))) for T in maturities)
+    return np.asarray(sorted(idx), dtype=np.int64)
+
+
+def sample_normals(seeds: np.ndarray, n_steps: int, n_draws: int, dtype=tf.float32) -> tf.Tensor:
+    """Standard normals of shape (n_steps, len(seeds), n_draws); row ``i`` depends only on ``seeds[i]``."""
+    draws = [tf.random.stateless_normal((n_steps, n_draws), seed=tf.constant(s, tf.int64), dtype=dtype)
+             for s in np.asarray(seeds, dtype=np.int64).reshape(-1, 2)]
+    return tf.stack(draws, axis=1)
+
+
+def sample_seeds(seed: int, index: np.ndarray) -> np.ndarray:
+    """The stateless-generator key of each sample: the pair ``(seed, index)``."""
+    index = np.asarray(index, dtype=np.int64)
+    return np.stack([np.full_like(index, int(seed)), index], axis=-1)
+
+
+@tf.function(reduce_retracing=True)
+def _simulate(params, c, gamma, h, hedge_flag, seg_ends, xi, log_k, tau_end, q_cap, antithetic):
+    """Core loop. Shapes: params (B, 15); h (N,); hedge_flag (N+1,) bool; seg_ends (n_T,) int (step index of
+    each maturity); xi (N, B, D) normals; log_k (n_opt,) and tau_end (n_opt,) maturity of each option.
+
+    Returns log-spot at each maturity (n_T, B, P) and hedge gains (B, n_opt, P).
+    """
+    dt = xi.dtype
+    lam, eta, a, b, c0 = (params[:, j : j + 1] for j in range(5))
+    z = tf.transpose(params[:, 5:])[:, :, None] * tf.ones_like(xi[0])[None]  # (n, B, D)
+    if antithetic:
+        z = tf.concat([z, z], axis=-1)
+    P = tf.shape(z)[-1]
+    B = tf.shape(z)[1]
+    n_opt = tf.shape(log_k)[0]
+    inv = 1.0 / (1.0 + gamma[None, :] * h[:, None])  # (N, n)
+    sqrt_h = tf.sqrt(h)
+    times = tf.concat([tf.zeros([1], dt), tf.cumsum(h)], axis=0)
+
+    def variance(z):
+        Z = tf.tensordot(c, z, axes=1)
+        return Z, a * tf.minimum(tf.square(Z - b), q_cap) + c0
+
+    def delta(x, sv, t):
+        tau = tf.maximum(tau_end - t, 0.0)[None, :, None]  # (1, n_opt, 1)
+        s = sv[:, None, :] * tf.sqrt(tau)
+        d1 = (x[:, None, :] - log_k[None, :, None]) / tf.maximum(s, 1e-30) + 0.5 * s
+        return tf.where(tau > 0, 0.5 * tf.math.erfc(-d1 / np.sqrt(2.0)), tf.zeros_like(d1))
+
+    x = tf.zeros([B, P], dt)
+    _, v = variance(z)
+    hedge = tf.zeros([B, n_opt, P], dt)
+    dlt = delta(x, tf.sqrt(v), times[0])
+    s_last = tf.ones([B, P], dt)
+    outs = []
+
+    def step(k, z, x, hedge, dlt, s_last):
+        Z, v = variance(z)
+        sv = tf.sqrt(v)
+        g = xi[k]
+        if antithetic:
+            g = tf.concat([g, -g], axis=-1)
+        dw = sqrt_h[k] * g
+        noise = eta * sv * dw - lam * Z * h[k]
+        z = (z + noise[None]) * inv[k][:, None, None]
+        x = x - 0.5 * v * h[k] + sv * dw
+
+        def rebalance():
+            s = tf.exp(x)
+            new_hedge = hedge + dlt * (s - s_last)[:, None, :]
+            _, v1 = variance(z)
+            return new_hedge, delta(x, tf.sqrt(v1), times[k + 1]), s
+
+        hedge, dlt, s_last = tf.cond(hedge_flag[k + 1], rebalance, lambda: (hedge, dlt, s_last))
+        return k + 1, z, x, hedge, dlt, s_last
+
+    k = tf.constant(0)
+    for j in range(seg_ends.shape[0]):
+        end = seg_ends[j]
+        k, z, x, hedge, dlt, s_last = tf.while_loop(
+            lambda k, *_: k < end,  # noqa: B023
+            step,
+            (k, z, x, hedge, dlt, s_last),
+            parallel_iterations=1,
+        )
+        outs.append(x)
+    return tf.stack(outs), hedge
+
+
+@dataclass
+class PathStats:
+    """Raw Monte Carlo output for a batch of parameter sets (float64 NumPy arrays)."""
+
+    log_spot: np.ndarray  # (n_T, B, P) log S_T / S_0 at each maturity
+    hedge: np.ndarray | None  # (B, n_opt, P) delta-hedge gains of each option (strike-major), if hedged
+    antithetic: bool
+
+
+class QRHEngine:
+    """Simulates the n-factor QRH model for batches of parameter sets.
+
+    Parameters
+    ----------
+    grid : Grid
+        The options whose hedges are accumulated (their maturities are forced onto the time grid).
+    config : MCConfig
+    """
+
+    def __init__(self, grid, config: MCConfig | None = None):
+        self.grid = grid
+        self.config = config or MCConfig()
+        cfg = self.config
+        self.kernel = geometric_nodes(cfg.alpha, cfg.n_factors, cfg.x)
+        self.times = time_grid(grid.maturities, cfg.steps_per_year, cfg.first_step, cfg.grading)
+        self.h = np.diff(self.times)
+        self.seg_ends = np.asarray([int(np.argmin(np.abs(self.times - T))) for T in grid.maturities])
+        flag = np.zeros(self.times.size, dtype=bool)
+        if cfg.steps_per_hedge:
+            flag[hedge_indices(self.times, grid.maturities, cfg.steps_per_hedge)] = True
+        self.hedge_flag = flag
+
+    @property
+    def n_steps(self) -> int:
+        return self.h.size
+
+    def simulate(self, X, sample_index, seed: int = 0, xi=None, h=None, hedge_flag=None, seg_ends=None):
+        """Simulate the paths of the parameter sets ``X`` (B, 15) whose dataset indices are ``sample_index``.
+
+        ``xi`` (N, B, D) may be passed to impose the normals (convergence studies); ``h``, ``hedge_flag`` and
+        ``seg_ends`` then describe the matching time grid.
+        """
+        cfg = self.config
+        X = check_inputs(X)
+        dt = tf.as_dtype(cfg.dtype)
+        h = self.h if h is None else h
+        hedge_flag = self.hedge_flag if hedge_flag is None else hedge_flag
+        seg_ends = self.seg_ends if seg_ends is None else seg_ends
+        n_draws = cfg.n_paths // 2 if cfg.antithetic else cfg.n_paths
+        if xi is None:
+            xi = sample_normals(sample_seeds(seed, sample_index), h.size, n_draws, dt)
+        grid = self.grid
+        log_k = grid.flat_log_moneyness()
+        tau_end = grid.flat_maturities()
+        log_s, hedge = _simulate(
+            tf.constant(X, dt), tf.constant(self.kernel.c, dt), tf.constant(self.kernel.gamma, dt),
+            tf.constant(h, dt), tf.constant(hedge_flag), tf.constant(seg_ends, tf.int32), tf.cast(xi, dt),
+            tf.constant(log_k, dt), tf.constant(tau_end, dt), tf.constant(cfg.q_cap, dt), cfg.antithetic,
+        )
+        return PathStats(log_s.numpy().astype(np.float64),
+                         hedge.numpy().astype(np.float64) if cfg.steps_per_hedge else None, cfg.antithetic)
