@@ -135,12 +135,13 @@ def sample_seeds(seed: int, index: np.ndarray) -> np.ndarray:
     return np.stack([np.full_like(index, int(seed)), index], axis=-1)
 
 
-@tf.function(reduce_retracing=True)
+@tf.function
 def _simulate(params, c, gamma, h, hedge_flag, seg_ends, xi, log_k, tau_end, q_cap, antithetic):
     """Core loop. Shapes: params (B, 15); h (N,); hedge_flag (N+1,) bool; seg_ends (n_T,) int (step index of
     each maturity); xi (N, B, D) normals; log_k (n_opt,) and tau_end (n_opt,) maturity of each option.
 
-    Returns log-spot at each maturity (n_T, B, P) and hedge gains (B, n_opt, P).
+    Returns log-spot at each maturity (n_T, B, P), hedge gains (B, n_opt, P), and the path means of the
+    factors (n_T, n, B) and of the variance (n_T, B) at each maturity.
     """
     dt = xi.dtype
     lam, eta, a, b, c0 = (params[:, j : j + 1] for j in range(5))
@@ -169,7 +170,7 @@ def _simulate(params, c, gamma, h, hedge_flag, seg_ends, xi, log_k, tau_end, q_c
     hedge = tf.zeros([B, n_opt, P], dt)
     dlt = delta(x, tf.sqrt(v), times[0])
     s_last = tf.ones([B, P], dt)
-    outs = []
+    outs, z_means, v_means = [], [], []
 
     def step(k, z, x, hedge, dlt, s_last):
         Z, v = variance(z)
@@ -201,7 +202,9 @@ def _simulate(params, c, gamma, h, hedge_flag, seg_ends, xi, log_k, tau_end, q_c
             parallel_iterations=1,
         )
         outs.append(x)
-    return tf.stack(outs), hedge
+        z_means.append(tf.reduce_mean(z, axis=-1))
+        v_means.append(tf.reduce_mean(variance(z)[1], axis=-1))
+    return tf.stack(outs), hedge, tf.stack(z_means), tf.stack(v_means)
 
 
 @dataclass
@@ -211,6 +214,8 @@ class PathStats:
     log_spot: np.ndarray  # (n_T, B, P) log S_T / S_0 at each maturity
     hedge: np.ndarray | None  # (B, n_opt, P) delta-hedge gains of each option (strike-major), if hedged
     antithetic: bool
+    factor_mean: np.ndarray | None = None  # (n_T, n, B) path mean of each factor at each maturity
+    variance_mean: np.ndarray | None = None  # (n_T, B) path mean of V at each maturity
 
 
 class QRHEngine:
@@ -258,10 +263,11 @@ class QRHEngine:
         grid = self.grid
         log_k = grid.flat_log_moneyness()
         tau_end = grid.flat_maturities()
-        log_s, hedge = _simulate(
+        log_s, hedge, z_mean, v_mean = _simulate(
             tf.constant(X, dt), tf.constant(self.kernel.c, dt), tf.constant(self.kernel.gamma, dt),
             tf.constant(h, dt), tf.constant(hedge_flag), tf.constant(seg_ends, tf.int32), tf.cast(xi, dt),
             tf.constant(log_k, dt), tf.constant(tau_end, dt), tf.constant(cfg.q_cap, dt), cfg.antithetic,
         )
         return PathStats(log_s.numpy().astype(np.float64),
-                         hedge.numpy().astype(np.float64) if cfg.steps_per_hedge else None, cfg.antithetic)
+                         hedge.numpy().astype(np.float64) if cfg.steps_per_hedge else None, cfg.antithetic,
+                         z_mean.numpy().astype(np.float64), v_mean.numpy().astype(np.float64))

@@ -1,0 +1,198 @@
+"""The Monte Carlo pricer against the model's exact results.
+
+Tolerances are in Monte Carlo standard errors: a check passes within Z_TOL standard errors, chosen so that a
+correct pricer fails a test of m independent points with probability about m * 6e-5 (|z| > 4 for a normal).
+"""
+
+import numpy as np
+import pytest
+from scipy.linalg import expm
+
+from qrh_lib.convergence import corner_states, coupled_bias
+from qrh_lib.grid import default_grid, sqrt_t_grid
+from qrh_lib.mc import MCConfig, QRHEngine, sample_normals, sample_seeds, time_grid
+from qrh_lib.mc_numpy import simulate_numpy
+from qrh_lib.pricing import cv_estimate, mc_iv_surface, otm_payoffs, price_surfaces, surface_from_paths
+
+Z_TOL = 4.0
+# a moderate state inside Rosenbaum & Zhang's box: (lambda, eta, a, b, c, z0_1..z0_10)
+X_MID = np.array([1.2, 1.2, 0.35, 0.2, 0.01] + [0.05, -0.05, 0.1, 0.0, -0.02, 0.03, 0.01, -0.01, 0.0, 0.02])
+X_EQ = np.array([1.5, 1.25, 0.3, 0.1, 0.02] + [0.0] * 10)  # factors at rest: near the model's equilibrium
+FAST = MCConfig(n_paths=4096, steps_per_year=120, grading=0.05, batch_size=4)
+
+
+def test_time_grid_holds_maturities_and_is_fine_at_start():
+    g = default_grid()
+    t = time_grid(g.maturities, 365, 1e-5, 0.01)
+    assert t[0] == 0 and np.all(np.diff(t) > 0)
+    assert all(np.min(np.abs(t - T)) == 0 for T in g.maturities)
+    h = np.diff(t)
+    assert h[0] == pytest.approx(1e-5) and h.max() <= 1.5 / 365 + 1e-12
+
+
+def test_engine_matches_numpy_reference_on_same_normals():
+    grid = sqrt_t_grid((30, 90), (-0.1, 0.0, 0.1))
+    cfg = MCConfig(n_paths=256, steps_per_year=50, grading=0.2, batch_size=2)
+    eng = QRHEngine(grid, cfg)
+    X = np.stack([X_MID, X_EQ])
+    xi = sample_normals(sample_seeds(3, np.arange(2)), eng.n_steps, 128).numpy()
+    tf_paths = eng.simulate(X, np.arange(2), xi=xi)
+    k = eng.kernel
+    log_s, _ = simulate_numpy(X, k.c, k.gamma, eng.h, eng.seg_ends, xi, dtype=np.float64)
+    # float32 engine against float64 reference: rounding of ~1e-7 per step over ~60 steps
+    np.testing.assert_allclose(tf_paths.log_spot, log_s, atol=2e-4)
+
+
+def test_factor_recursion_equals_convolution():
+    """Unrolling the implicit step gives a discrete convolution with the kernel prod_l 1/(1 + gamma h_l)."""
+    grid = sqrt_t_grid((30,), (0.0,))
+    eng = QRHEngine(grid, MCConfig(n_paths=8, steps_per_year=365, grading=0.05))
+    h, k = eng.h, eng.kernel
+    xi = np.random.default_rng(0).standard_normal((h.size, 1, 4))
+    X = X_MID[None, :]
+    lam, eta, a, b, c0 = X_MID[:5]
+    # path of the recursion, step by step, keeping Z_k and V_k
+    z = np.repeat(X[:, 5:].T[:, :, None], 8, axis=-1)[:, 0, :]  # (n, P)
+    Zs, Vs = [], []
+    for j in range(h.size):
+        Z = k.c @ z
+        V = a * np.minimum((Z - b) ** 2, 400.0) + c0
+        Zs.append(Z)
+        Vs.append(V)
+        dw = np.sqrt(h[j]) * np.concatenate([xi[j, 0], -xi[j, 0]])
+        z = (z + eta * np.sqrt(V) * dw - lam * Z * h[j]) / (1 + k.gamma[:, None] * h[j])
+    # convolution: Z^i_N = z0_i R_{0,N} + sum_j R_{j,N} (-lam Z_j h_j + eta sqrt(V_j) dW_j), R_{j,N} = prod_{l>=j}
+    r = 1.0 / (1.0 + np.outer(h, k.gamma))  # (N, n)
+    R = np.cumprod(r[::-1], axis=0)[::-1]  # R[j] = prod_{l=j}^{N-1} r_l
+    dws = np.sqrt(h)[:, None] * np.concatenate([xi[:, 0], -xi[:, 0]], axis=-1)
+    drive = -lam * np.array(Zs) * h[:, None] + eta * np.sqrt(np.array(Vs)) * dws  # (N, P)
+    conv = X_MID[5:, None] * R[0][:, None] + np.einsum("jn,jp->np", R, drive)
+    np.testing.assert_allclose(z, conv, rtol=1e-10, atol=1e-12)
+    _, z_np = simulate_numpy(X, k.c, k.gamma, h, eng.seg_ends, xi, dtype=np.float64)
+    np.testing.assert_allclose(z_np[-1][:, 0], conv, rtol=1e-10, atol=1e-12)
+
+
+def test_factor_means_solve_the_linear_ode():
+    """E[Z^i_t] solves m' = -gamma m - lam c.m: the noise has mean zero and the drift is linear."""
+    grid = default_grid()
+    cfg = MCConfig(n_paths=8192, steps_per_year=365, batch_size=1)
+    eng = QRHEngine(grid, cfg)
+    X = X_MID[None, :]
+    xi = sample_normals(sample_seeds(0, [0]), eng.n_steps, cfg.n_paths // 2).numpy()
+    k = eng.kernel
+    _, z = simulate_numpy(X, k.c, k.gamma, eng.h, eng.seg_ends, xi, dtype=np.float64)
+    lam = X_MID[0]
+    A = -np.diag(k.gamma) - lam * np.outer(np.ones(k.n), k.c)
+    for j, T in enumerate(grid.maturities):
+        exact = expm(A * T) @ X_MID[5:]
+        zz = z[j][:, 0, :]
+        pairs = 0.5 * (zz[:, : zz.shape[1] // 2] + zz[:, zz.shape[1] // 2 :])
+        se = pairs.std(-1, ddof=1) / np.sqrt(pairs.shape[1])
+        # the implicit scheme's own mean error: bounded by the gap between the discrete and exact means
+        disc = np.asarray(X_MID[5:], float)
+        for hk in eng.h[: eng.seg_ends[j]]:
+            disc = (disc - lam * hk * np.outer(np.ones(k.n), k.c) @ disc) / (1 + k.gamma * hk)
+        assert np.all(np.abs(pairs.mean(-1) - disc) <= Z_TOL * se + 1e-12), (T, pairs.mean(-1) - disc, se)
+        assert np.all(np.abs(disc - exact) <= 2e-3 * np.abs(X_MID[5:]).max()), (T, disc - exact)
+    # the engine's factor means follow the same numbers
+    st = eng.simulate(X, [0], xi=xi)
+    np.testing.assert_allclose(st.factor_mean[:, :, 0], z.mean(-1)[:, :, 0], atol=2e-5)
+
+
+def test_a_zero_gives_flat_surface_at_sqrt_c():
+    X = np.stack([X_MID, X_EQ])
+    X[:, 2] = 0.0
+    iv, se = mc_iv_surface(X, n_paths=4096, steps_per_year=60, seed=1)
+    sigma = np.sqrt(X[:, 4:5])
+    g = default_grid()
+    # compare where the option is within 3 standard deviations of the money (CLT regime for the price)
+    near = np.abs(g.flat_log_moneyness())[None, :] < 3 * sigma * np.sqrt(g.flat_maturities())[None, :]
+    z = (iv - sigma) / se
+    assert near.sum() >= 60
+    assert np.all(np.abs(z[near]) < Z_TOL + 0.5), np.abs(z[near]).max()
+    assert np.all(se[near] < 0.01)
+
+
+def test_martingale_and_put_call_parity():
+    grid = default_grid()
+    eng = QRHEngine(grid, FAST)
+    st = eng.simulate(np.stack([X_MID, X_EQ]), np.arange(2), seed=5)
+    S = np.exp(st.log_spot)  # (n_T, B, P)
+    half = S.shape[-1] // 2
+    pairs = 0.5 * (S[..., :half] + S[..., half:])
+    z = (pairs.mean(-1) - 1.0) / (pairs.std(-1, ddof=1) / np.sqrt(half))
+    assert np.all(np.abs(z) < Z_TOL), z
+    # parity from the same paths: C - P = E[S_T] - K exactly path by path, and = 1 - K with the spot control
+    K = np.exp(grid.log_moneyness)[:, :, None, None]
+    call = np.maximum(S[None] - K, 0).mean(-1)
+    put = np.maximum(K - S[None], 0).mean(-1)
+    np.testing.assert_allclose(call - put, S.mean(-1)[None] - K[..., 0], atol=1e-12)
+    spot = S - 1.0
+    c_cv, _ = cv_estimate(np.maximum(S[None] - K, 0), [np.broadcast_to(spot[None], (grid.n_K, *S.shape))])
+    p_cv, _ = cv_estimate(np.maximum(K - S[None], 0), [np.broadcast_to(spot[None], (grid.n_K, *S.shape))])
+    np.testing.assert_allclose(c_cv - p_cv, np.broadcast_to(1.0 - K[..., 0], c_cv.shape), atol=1e-10)
+
+
+def test_control_variates_reduce_error_and_agree():
+    grid = default_grid()
+    eng = QRHEngine(grid, FAST.replace(steps_per_hedge=8))
+    st = eng.simulate(np.stack([X_MID, X_EQ]), np.arange(2), seed=2)
+    res = {e: surface_from_paths(st, grid, e) for e in ("plain", "spot_cv", "both_cv")}
+    med = {e: np.nanmedian(r.iv_se) for e, r in res.items()}
+    assert med["spot_cv"] < 0.8 * med["plain"] and med["both_cv"] < med["spot_cv"], med
+    # the estimators are unbiased for the same price: they agree within their combined errors
+    d = res["plain"].price - res["both_cv"].price
+    assert np.all(np.abs(d) <= Z_TOL * res["plain"].price_se + 1e-12)
+    assert otm_payoffs(st, grid).shape == (2, 60, FAST.n_paths)
+
+
+def test_same_seed_same_surface_whatever_the_batch():
+    X = np.stack([X_MID, X_EQ, X_MID * 0.9 + 0.1 * X_EQ])
+    grid = default_grid()
+    base = price_surfaces(X, grid, FAST.replace(batch_size=3), seed=7)
+    one = price_surfaces(X, grid, FAST.replace(batch_size=1), seed=7)
+    np.testing.assert_array_equal(base.iv, one.iv)
+    # a sample priced alone, by its dataset index, equals the same sample in a batch
+    alone = price_surfaces(X[2:], grid, FAST.replace(batch_size=2), seed=7, index=[2])
+    np.testing.assert_array_equal(alone.iv[0], base.iv[2])
+    other = price_surfaces(X[:1], grid, FAST.replace(batch_size=1), seed=8)
+    assert not np.array_equal(other.iv[0], base.iv[0])
+
+
+@pytest.mark.parametrize("bad,match", [
+    (np.r_[X_MID[:2], np.nan, X_MID[3:]], r"\(a\) is nan"),
+    (np.r_[-1.0, X_MID[1:]], r"lambda.*outside its allowed range \[0.0, 10.0\]"),
+    (X_MID[:14], r"shape \(n, 15\)"),
+])
+def test_bad_inputs_raise_naming_the_input(bad, match):
+    with pytest.raises(ValueError, match=match):
+        mc_iv_surface(bad[None, :] if bad.ndim == 1 and bad.size == 15 else bad, n_paths=64)
+
+
+def test_bad_options_raise():
+    with pytest.raises(ValueError, match="unknown MCConfig option"):
+        MCConfig.from_dict({"n_path": 10})
+    with pytest.raises(ValueError, match="n_paths"):
+        MCConfig(n_paths=1001)
+    with pytest.raises(ValueError, match="steps_per_year"):
+        MCConfig(steps_per_year=0)
+
+
+def test_fine_start_removes_the_stiff_start_bias():
+    """Cheap convergence study: a corner state far from equilibrium, coarse against 8x finer grids.
+
+    With a uniform daily step the 30-day vol is off by tens of vol points; the fine start cuts that bias. A state at
+    rest converges on the default grid to well below 0.1 vol point.
+    """
+    corner = corner_states()[[4]]  # fast factors at +0.5, a and eta at their maxima
+    uniform = MCConfig(n_paths=8192, steps_per_year=365, first_step=1 / 365, grading=0.0, batch_size=1)
+    fine = MCConfig(n_paths=8192, batch_size=1)
+    atm = 6 * 6  # flat index of (k = 0, T = 30 days)
+    b_u = coupled_bias(corner, config=uniform, refine=8)
+    b_f = coupled_bias(corner, config=fine, refine=8)
+    # measured: about 57 +- 8 vol points with the daily step, 0.6 +- 0.3 with the fine start
+    assert abs(b_u["bias"][0, atm]) > 0.10 + Z_TOL * b_u["bias_se"][0, atm]  # > 10 vol points, significant
+    assert abs(b_f["bias"][0, atm]) < abs(b_u["bias"][0, atm]) / 10
+    b_eq = coupled_bias(X_EQ[None, :], config=fine, refine=4)
+    ok = np.isfinite(b_eq["bias"])
+    assert np.all(np.abs(b_eq["bias"][ok]) < 1e-3 + Z_TOL * b_eq["bias_se"][ok])
