@@ -31,9 +31,11 @@ A failing notebook stops the run; its executed copy, with the traceback, stays i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -45,6 +47,7 @@ from pathlib import Path
 import yaml
 
 from qrh_lib.config import BOOK_DIR, PROFILES_DIR, PROJ_ROOT
+from qrh_lib.runs import run_path
 
 NOTEBOOKS_DIR = PROJ_ROOT / "notebooks"
 NOTEBOOKS = (
@@ -65,12 +68,6 @@ MATHJAX_VERSION = "3.2.2"
 MATHJAX_CACHE = Path(os.environ.get("QRH_CACHE_DIR", Path.home() / ".cache" / "qrh-surrogate"))
 #: Book sources copied next to a run folder that is not the book's own ``run/``.
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "intro.md", "methods.md", "references.bib", "_static")
-
-
-def resolve(path: str | os.PathLike) -> Path:
-    """A path as given, or relative to the project root (never to the working directory)."""
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else (PROJ_ROOT / p)
 
 
 # --------------------------------------------------------------------------------------------- profiles
@@ -182,20 +179,79 @@ class StepResult:
     output: Path
 
 
+#: TensorFlow's C++ log lines (absl format, e.g. ``I0000 00:00:17.1 123 port.cc:153] oneDNN ...``) and the
+#: line absl prints before them. They bypass TF_CPP_MIN_LOG_LEVEL and carry time stamps and thread ids.
+TF_LOG_LINE = re.compile(
+    r"^(?:[IWEF]\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\] .*"
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR)$"
+)
+
+
+def strip_tf_logs(path: Path) -> int:
+    """Remove TensorFlow's C++ log lines from the stderr outputs of an executed notebook.
+
+    Python warnings and tracebacks stay. Returns the number of lines removed.
+    """
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    removed = 0
+    for cell in nb.cells:
+        outputs = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                lines = out["text"].splitlines(keepends=True)
+                kept = [ln for ln in lines if not TF_LOG_LINE.match(ln.rstrip("\n"))]
+                removed += len(lines) - len(kept)
+                if not kept:
+                    continue
+                out["text"] = "".join(kept)
+            outputs.append(out)
+        if cell.cell_type == "code":
+            cell.outputs = outputs
+    nbformat.write(nb, path)
+    return removed
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path):
+    """Send this process's file descriptor 2, and so the kernels' own stderr, to ``path``."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as f:
+        os.dup2(f.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def run_step(nb: str, params: dict, run_dir: Path, kernel_name: str = "python3") -> None:
-    """Execute one notebook with papermill into ``run_dir/<nb>.ipynb`` (raises on a failing cell)."""
+    """Execute one notebook with papermill into ``run_dir/<nb>.ipynb`` (raises on a failing cell).
+
+    The kernel's own stderr goes to ``<run_dir>/.stamps/<nb>.kernel.log``; TensorFlow's C++ log lines
+    are stripped from the executed copy, failed or not.
+    """
     import papermill
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    papermill.execute_notebook(
-        str(NOTEBOOKS_DIR / f"{nb}.ipynb"),
-        str(run_dir / f"{nb}.ipynb"),
-        parameters=params,
-        kernel_name=kernel_name,
-        cwd=str(run_dir),
-        progress_bar=False,
-        log_output=False,
-    )
+    out = run_dir / f"{nb}.ipynb"
+    try:
+        with _stderr_to(run_dir / STAMPS / f"{nb}.kernel.log"):
+            papermill.execute_notebook(
+                str(NOTEBOOKS_DIR / f"{nb}.ipynb"),
+                str(out),
+                parameters=params,
+                kernel_name=kernel_name,
+                cwd=str(run_dir),
+                progress_bar=False,
+                log_output=False,
+            )
+    finally:
+        if out.exists():
+            strip_tf_logs(out)
 
 
 def run(
@@ -210,7 +266,7 @@ def run(
     Raises ``RuntimeError`` naming the failing notebook and its executed copy when a cell fails.
     """
     prof = load_profile(profile)
-    run_dir = resolve(run_dir or DEFAULT_RUN_DIR).resolve()
+    run_dir = run_path(run_dir or DEFAULT_RUN_DIR).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / STAMPS).mkdir(exist_ok=True)
     log(f"profile {prof['name']}: {prof['description']}".rstrip(": "))
@@ -239,9 +295,7 @@ def run(
             run_step(nb, params, run_dir)
         except Exception as err:
             seconds = time.perf_counter() - t0
-            log(
-                f"{head} FAILED after {seconds:.1f} s; executed copy with the traceback: {run_dir / nb}.ipynb"
-            )
+            log(f"{head} FAILED after {seconds:.1f} s; executed copy with the traceback: {run_dir / nb}.ipynb")
             results.append(StepResult(nb, "failed", seconds, run_dir / f"{nb}.ipynb"))
             raise RuntimeError(f"notebook {nb} failed; see {run_dir / nb}.ipynb") from err
         seconds = time.perf_counter() - t0
@@ -281,9 +335,7 @@ def fetch_mathjax(dest: Path, version: str = MATHJAX_VERSION, cache: Path = MATH
         cache.mkdir(parents=True, exist_ok=True)
         npm = shutil.which("npm")
         if npm is None:
-            raise RuntimeError(
-                "npm is needed once to fetch MathJax (apt-get install npm), or place " + str(tgz)
-            )
+            raise RuntimeError("npm is needed once to fetch MathJax (apt-get install npm), or place " + str(tgz))
         subprocess.run(
             [npm, "pack", f"mathjax@{version}", "--silent"], cwd=cache, check=True, stdout=subprocess.DEVNULL
         )
@@ -332,7 +384,7 @@ def build_book(run_dir: str | os.PathLike | None = None, log=print) -> Path:
     """
     from qrh_lib.report import write_results_page
 
-    run_dir = resolve(run_dir or DEFAULT_RUN_DIR).resolve()
+    run_dir = run_path(run_dir or DEFAULT_RUN_DIR).resolve()
     write_results_page(run_dir)
     src = book_source(run_dir)
     fetch_mathjax(src / "_static" / "mathjax")

@@ -1,6 +1,7 @@
 """Metrics files of a run in, the book's results page out: no number on that page is typed by hand.
 
-Each notebook saves its measurements with :func:`write_metrics` as ``<run_dir>/metrics_<step>.json``::
+Each notebook saves its measurements with :func:`qrh_lib.runs.write_metrics` as
+``<run_dir>/metrics_<step>.json``::
 
     {"step": "05_evaluation", "title": "...", "scalars": {"rmse_vol_pts": 0.31, ...},
      "tables": {"buckets": [{"bucket": "ATM", "rmse": ...}, ...]}}
@@ -19,7 +20,7 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
+from .runs import read_metrics
 
 #: Headline rows of the results page: (step, scalar key, label). Missing ones are left out.
 HEADLINE: tuple[tuple[str, str, str], ...] = (
@@ -44,44 +45,6 @@ HEADLINE: tuple[tuple[str, str, str], ...] = (
     ("08_calibration", "median_fit_rmse_vol_pts", "median calibration fit RMSE (vol points)"),
     ("08_calibration", "median_mc_rmse_vol_pts", "median Monte Carlo re-pricing RMSE (vol points)"),
 )
-
-
-def _plain(x):
-    """JSON-ready copy of numpy scalars and arrays, dicts, lists and paths."""
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _plain(x.tolist())
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, Path):
-        return str(x)
-    return x
-
-
-def write_metrics(
-    run_dir: str | os.PathLike, step: str, title: str, scalars: dict, tables: dict | None = None
-):
-    """Save a step's measurements as ``<run_dir>/metrics_<step>.json`` and return the path.
-
-    ``scalars`` maps names to numbers, strings or booleans; ``tables`` maps names to lists of row dicts
-    (for example ``DataFrame.to_dict("records")``).
-    """
-    path = Path(run_dir) / f"metrics_{step}.json"
-    doc = {"step": step, "title": title, "scalars": _plain(scalars), "tables": _plain(tables or {})}
-    path.write_text(json.dumps(doc, indent=1, allow_nan=True) + "\n")
-    return path
-
-
-def read_metrics(run_dir: str | os.PathLike) -> dict[str, dict]:
-    """All metrics files of a run folder, keyed by step, in step order."""
-    out = {}
-    for p in sorted(Path(run_dir).glob("metrics_*.json")):
-        doc = json.loads(p.read_text())
-        out[doc["step"]] = doc
-    return out
 
 
 def fmt(x) -> str:
