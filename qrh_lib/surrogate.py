@@ -1,0 +1,303 @@
+r"""The trained surrogate as one artifact: raw QRH inputs (n, 15) in, implied vols (n, 60) out.
+
+Artifact folder (written by :meth:`QRHSurrogate.save`)::
+
+    model.keras      Keras model (scaled inputs -> vols), custom layers registered in qrh_lib.model
+    pca.npz          P, mu, y_mean, y_scale, explained_variance_ratio, singular_values
+    pca.json         K, use_scaler, total_explained
+    x_scaling.json   MinMax map x_s = x * scale + min (sklearn's scale_, min_), feature_range (-1, 1)
+    x_scaler.pkl     the dataset's fitted MinMaxScaler, when given (y_scaler.pkl likewise)
+    grid.json        Grid.to_dict()
+    box.json         InputBox.to_dict(): the training box; predict refuses inputs outside it
+    config.json      training/model/loss configuration
+    metrics.json     evaluation metrics
+    versions.json    library versions that wrote it
+
+Three forward paths give the same numbers (to float32 round-off): :meth:`predict` (a
+``tf.function``, batched), :meth:`predict_numpy` (float64 NumPy, fastest for one surface) and
+:meth:`tf_forward` (differentiable, on scaled inputs).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import platform
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .grid import Grid
+from .params import N_INPUTS, InputBox, check_inputs
+from .pca import pca_from_arrays, pca_to_arrays
+
+_ARTIFACT_FILES = ("model.keras", "pca.npz", "pca.json", "x_scaling.json", "grid.json", "box.json")
+
+
+def _silu(x):
+    return x / (1.0 + np.exp(-x))
+
+
+class NumpyResMLP:
+    r"""Float64 NumPy copy of a :func:`qrh_lib.model.build_resmlp_pca_model` network.
+
+    Gives the forward pass and the vector-Jacobian product :math:`g^\top \partial \hat y/\partial x`
+    by manual backpropagation (used by the calibration, where TensorFlow's per-call overhead
+    dominates for one surface).
+    """
+
+    def __init__(self, model: keras.Model):
+        from .model import PCAReconstruction, ResidualBlock
+
+        self.stem = self.blocks = self.head = self.recon = None
+        blocks = []
+        for layer in model.layers:
+            if isinstance(layer, ResidualBlock):
+                n = layer.norm
+                blocks.append(
+                    tuple(
+                        np.asarray(w, np.float64)
+                        for w in (
+                            layer.dense1.kernel,
+                            layer.dense1.bias,
+                            n.gamma,
+                            n.beta,
+                            layer.dense2.kernel,
+                            layer.dense2.bias,
+                        )
+                    )
+                    + (float(n.epsilon),)
+                )
+            elif isinstance(layer, PCAReconstruction):
+                self.recon = (np.asarray(layer.W, np.float64), np.asarray(layer.b, np.float64))
+            elif isinstance(layer, keras.layers.Dense):
+                wb = (np.asarray(layer.kernel, np.float64), np.asarray(layer.bias, np.float64))
+                if layer.name == "stem":
+                    self.stem = wb
+                else:
+                    self.head = wb
+        self.blocks = blocks
+        if self.stem is None or self.head is None or self.recon is None:
+            raise ValueError("model is not a build_resmlp_pca_model network")
+        # Head and reconstruction are both affine: fold them into one map.
+        self.out_W = self.head[0] @ self.recon[0]
+        self.out_b = self.head[1] @ self.recon[0] + self.recon[1]
+
+    def forward(self, xs: np.ndarray, cache: list | None = None) -> np.ndarray:
+        """Vols (n, d) from scaled inputs (n, 15); fills ``cache`` for :meth:`vjp` if given."""
+        a = xs @ self.stem[0] + self.stem[1]
+        h = _silu(a)
+        if cache is not None:
+            cache.append(a)
+        for W1, b1, g, be, W2, b2, eps in self.blocks:
+            t = h @ W1 + b1
+            mu = t.mean(axis=-1, keepdims=True)
+            inv = 1.0 / np.sqrt(t.var(axis=-1, keepdims=True) + eps)
+            that = (t - mu) * inv
+            v = that * g + be
+            u = _silu(v)
+            if cache is not None:
+                cache.append((that, inv, v))
+            h = h + u @ W2 + b2
+        return h @ self.out_W + self.out_b
+
+    def vjp(self, g_out: np.ndarray, cache: list) -> np.ndarray:
+        r"""Gradient with respect to the scaled inputs of :math:`\sum g_{out} \cdot \hat y`."""
+        gh = g_out @ self.out_W.T
+        for (W1, _, g, _, W2, _, _), (that, inv, v) in zip(reversed(self.blocks), reversed(cache[1:]), strict=True):
+            gu = gh @ W2.T
+            s = 1.0 / (1.0 + np.exp(-v))
+            gv = gu * (s * (1.0 + v * (1.0 - s)))
+            gt_hat = gv * g
+            gt = inv * (
+                gt_hat - gt_hat.mean(axis=-1, keepdims=True) - that * (gt_hat * that).mean(axis=-1, keepdims=True)
+            )
+            gh = gh + gt @ W1.T
+        a = cache[0]
+        s = 1.0 / (1.0 + np.exp(-a))
+        ga = gh * (s * (1.0 + a * (1.0 - s)))
+        return ga @ self.stem[0].T
+
+
+class QRHSurrogate:
+    """A trained surrogate: Keras model, PCA info, input scaling, grid, training box and metadata.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Scaled inputs (n, 15) -> vols (n, d).
+    pca_info : dict
+        As from :func:`qrh_lib.pca.fit_pca_components`.
+    x_scale, x_min : array_like, shape (15,)
+        Input scaling :math:`x_s = x \\cdot scale + min` (``MinMaxScaler.scale_``, ``.min_``).
+    grid : Grid
+    box : InputBox
+        The training domain; :meth:`predict` refuses inputs outside it unless told otherwise.
+    config, metrics : dict, optional
+        JSON-able training configuration and evaluation metrics.
+    x_scaler, y_scaler : sklearn scalers, optional
+        The dataset's fitted scalers, kept for provenance.
+    """
+
+    def __init__(
+        self,
+        model,
+        pca_info,
+        x_scale,
+        x_min,
+        grid: Grid,
+        box: InputBox,
+        config=None,
+        metrics=None,
+        x_scaler=None,
+        y_scaler=None,
+    ):
+        self.model = model
+        self.pca_info = pca_info
+        self.x_scale = np.asarray(x_scale, np.float64)
+        self.x_min = np.asarray(x_min, np.float64)
+        if self.x_scale.shape != (N_INPUTS,) or self.x_min.shape != (N_INPUTS,):
+            raise ValueError(f"x_scale and x_min must have shape ({N_INPUTS},)")
+        self.grid, self.box = grid, box
+        self.config = dict(config or {})
+        self.metrics = dict(metrics or {})
+        self.x_scaler, self.y_scaler = x_scaler, y_scaler
+        self._np = None
+        self.tf_forward = tf.function(
+            lambda xs: self.model(xs, training=False),
+            input_signature=[tf.TensorSpec((None, N_INPUTS), tf.float32)],
+            reduce_retracing=True,
+        )
+
+    @classmethod
+    def from_scaler(cls, model, pca_info, x_scaler, grid, box, **kwargs) -> QRHSurrogate:
+        """Build from a fitted ``MinMaxScaler`` (the dataset's ``x_scaler.pkl``)."""
+        return cls(model, pca_info, x_scaler.scale_, x_scaler.min_, grid, box, x_scaler=x_scaler, **kwargs)
+
+    # ------------------------------------------------------------------ inputs
+    def scale_inputs(self, X) -> np.ndarray:
+        return np.asarray(X, np.float64) * self.x_scale + self.x_min
+
+    def check(self, X, allow_extrapolation: bool = False) -> np.ndarray:
+        """Validate raw inputs; outside the training box raise ``ValueError`` naming input and bounds."""
+        if allow_extrapolation:
+            return check_inputs(X, None)
+        try:
+            return check_inputs(X, self.box)
+        except ValueError as err:
+            raise ValueError(
+                f"{err} (training box {self.box.name!r}; pass allow_extrapolation=True to predict outside it)"
+            ) from None
+
+    # ------------------------------------------------------------------ forward paths
+    @property
+    def numpy_net(self) -> NumpyResMLP:
+        if self._np is None:
+            self._np = NumpyResMLP(self.model)
+        return self._np
+
+    def predict(self, X, allow_extrapolation: bool = False, batch_size: int = 65536) -> np.ndarray:
+        """Implied vols (n, d) for raw inputs X (n, 15), through the ``tf.function`` path."""
+        X = self.check(X, allow_extrapolation)
+        xs = self.scale_inputs(X).astype(np.float32)
+        out = [self.tf_forward(tf.constant(xs[i : i + batch_size])).numpy() for i in range(0, len(xs), batch_size)]
+        return np.concatenate(out).astype(np.float64) if out else np.zeros((0, self.grid.size))
+
+    def predict_numpy(self, X, allow_extrapolation: bool = False) -> np.ndarray:
+        """Implied vols (n, d) through the float64 NumPy forward pass (single-surface latency)."""
+        X = self.check(X, allow_extrapolation)
+        return self.numpy_net.forward(self.scale_inputs(X))
+
+    def predict_keras(self, X, allow_extrapolation: bool = False, batch_size: int = 4096) -> np.ndarray:
+        """Implied vols through ``keras.Model.predict`` (reference path)."""
+        X = self.check(X, allow_extrapolation)
+        return self.model.predict(self.scale_inputs(X).astype(np.float32), batch_size=batch_size, verbose=0).astype(
+            np.float64
+        )
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path) -> Path:
+        """Write the artifact folder (see module docstring); returns its path."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save(path / "model.keras")
+        arrays, meta = pca_to_arrays(self.pca_info)
+        np.savez(path / "pca.npz", **arrays)
+        _write_json(path / "pca.json", meta)
+        _write_json(
+            path / "x_scaling.json",
+            {"scale": self.x_scale.tolist(), "min": self.x_min.tolist(), "feature_range": [-1, 1]},
+        )
+        for name, sc in (("x_scaler", self.x_scaler), ("y_scaler", self.y_scaler)):
+            if sc is not None:
+                with open(path / f"{name}.pkl", "wb") as f:
+                    pickle.dump(sc, f)
+        _write_json(path / "grid.json", self.grid.to_dict())
+        _write_json(path / "box.json", self.box.to_dict())
+        _write_json(path / "config.json", self.config)
+        _write_json(path / "metrics.json", self.metrics)
+        _write_json(path / "versions.json", library_versions())
+        return path
+
+    @classmethod
+    def load(cls, path) -> QRHSurrogate:
+        """Read an artifact folder written by :meth:`save`."""
+        from . import model as _model  # noqa: F401  (registers the custom layers)
+
+        path = Path(path)
+        missing = [f for f in _ARTIFACT_FILES if not (path / f).exists()]
+        if missing:
+            raise FileNotFoundError(f"{path} is not a surrogate artifact: missing {missing}")
+        model = keras.saving.load_model(path / "model.keras", compile=False)
+        with np.load(path / "pca.npz") as z:
+            pca_info = pca_from_arrays(z, _read_json(path / "pca.json"))
+        xs = _read_json(path / "x_scaling.json")
+        box = _read_json(path / "box.json")
+        scalers = {}
+        for name in ("x_scaler", "y_scaler"):
+            if (path / f"{name}.pkl").exists():
+                with open(path / f"{name}.pkl", "rb") as f:
+                    scalers[name] = pickle.load(f)
+        return cls(
+            model,
+            pca_info,
+            xs["scale"],
+            xs["min"],
+            Grid.from_dict(_read_json(path / "grid.json")),
+            InputBox(box["name"], tuple(box["lower"]), tuple(box["upper"])),
+            config=_read_json(path / "config.json") if (path / "config.json").exists() else None,
+            metrics=_read_json(path / "metrics.json") if (path / "metrics.json").exists() else None,
+            **scalers,
+        )
+
+
+def library_versions() -> dict:
+    import scipy
+    import sklearn
+
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+
+
+def _write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=2, default=_json_default))
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def _read_json(path: Path):
+    return json.loads(Path(path).read_text())

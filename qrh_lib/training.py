@@ -1,0 +1,297 @@
+"""Deterministic training of the surrogate: seeds, callbacks, and the end-to-end ``train_surrogate``.
+
+Determinism: :func:`set_global_determinism` seeds Python, NumPy and TensorFlow
+(``keras.utils.set_random_seed``) and enables ``tf.config.experimental.enable_op_determinism``;
+every initializer and dropout layer also takes an explicit seed, and the data are shuffled by a
+seeded NumPy generator, so two CPU trainings with the same seed give bit-identical weights.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .config import REPORTS_DIR
+from .grid import Grid
+from .params import InputBox
+from .pca import choose_n_components, fit_pca_components, pca_reconstruction_errors
+from .surrogate import QRHSurrogate
+
+
+def set_global_determinism(seed: int) -> None:
+    """Seed Python/NumPy/TensorFlow and make TensorFlow ops deterministic (CPU and GPU)."""
+    keras.utils.set_random_seed(int(seed))
+    tf.config.experimental.enable_op_determinism()
+
+
+def create_training_callbacks(
+    run_dir,
+    patience: int = 30,
+    lr_patience: int = 10,
+    lr_factor: float = 0.5,
+    min_lr: float = 1e-6,
+    monitor: str = "val_loss",
+    tensorboard_dir=None,
+    checkpoint: bool = True,
+    verbose: int = 0,
+) -> list:
+    """Callbacks: early stopping (best weights restored), LR reduction, best checkpoint, TensorBoard, CSV.
+
+    Parameters
+    ----------
+    run_dir : path
+        Receives ``best.keras`` and ``history.csv``.
+    tensorboard_dir : path, optional
+        TensorBoard log folder; default ``reports/tensorboard/<run_dir name>``. ``False`` disables it.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cbs = [
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True, verbose=verbose),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, factor=lr_factor, patience=lr_patience, min_lr=min_lr, verbose=verbose
+        ),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
+    ]
+    if checkpoint:
+        cbs.append(
+            keras.callbacks.ModelCheckpoint(
+                str(run_dir / "best.keras"), monitor=monitor, save_best_only=True, verbose=verbose
+            )
+        )
+    if tensorboard_dir is not False and _has_tensorboard():
+        tb = Path(tensorboard_dir) if tensorboard_dir else REPORTS_DIR / "tensorboard" / run_dir.name
+        cbs.append(keras.callbacks.TensorBoard(log_dir=str(tb), histogram_freq=0, write_graph=False))
+    return cbs
+
+
+def _has_tensorboard() -> bool:
+    """TensorBoard logging needs the ``tensorboard`` package (not a dependency of tensorflow-cpu >= 2.21)."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        warnings.warn("tensorboard is not installed: TensorBoard logging skipped", stacklevel=3)
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Model, loss and optimiser settings of :func:`train_surrogate` (units in comments)."""
+
+    n_components: int | None = None  # K; None: chosen by qrh_lib.pca.choose_n_components
+    k_fraction: float = 0.25  # K rule: signal reconstruction RMSE <= fraction * median MC SE
+    use_pca_scaler: bool = True
+    width: int = 128
+    n_blocks: int = 4
+    dropout_rate: float = 0.0
+    huber_delta: float = 1.0  # vol points
+    otm_put_weight: float = 2.0
+    atm_weight: float = 1.0
+    short_tenor_weight: float = 1.0
+    sobolev_strike: float = 0.1
+    sobolev_maturity: float = 0.1
+    pca_coef_weight: float = 0.0
+    learning_rate: float = 2e-3
+    clipnorm: float | None = None
+    batch_size: int = 256
+    epochs: int = 300
+    patience: int = 30  # epochs without val improvement before stopping
+    lr_patience: int = 10
+    lr_factor: float = 0.5
+    min_lr: float = 1e-6
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        from .model import strict_from_dict
+
+        return strict_from_dict(cls, d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def train_surrogate(
+    X_train,
+    y_train,
+    X_val,
+    y_val,
+    x_scaler,
+    grid: Grid,
+    box: InputBox,
+    config: TrainConfig | None = None,
+    train_iv_se=None,
+    val_iv_se=None,
+    run_dir=None,
+    tensorboard_dir=None,
+    verbose: int = 0,
+    y_scaler=None,
+) -> tuple[QRHSurrogate, dict]:
+    """Fit PCA, build, compile and train the residual MLP; return the surrogate and its history.
+
+    Parameters
+    ----------
+    X_train, y_train, X_val, y_val : array_like
+        Raw inputs (n, 15) and raw vols (n, d).
+    x_scaler : sklearn MinMaxScaler
+        Fitted on ``X_train`` with feature_range (-1, 1) (the dataset's ``x_scaler.pkl``).
+    grid, box : Grid, InputBox
+        From the dataset manifest.
+    config : TrainConfig
+    train_iv_se, val_iv_se : array_like, optional
+        Label MC standard errors; needed for the noise-based choice of K.
+    run_dir : path, optional
+        Callbacks' folder (checkpoint, CSV history); a temporary one is not created: without it
+        only early stopping and LR reduction run.
+    """
+    from .model import build_resmlp_pca_model, compile_advanced_qrh_model
+
+    cfg = TrainConfig() if config is None else config
+    set_global_determinism(cfg.seed)
+    y_train = np.asarray(y_train, np.float64)
+    pca_choice = {}
+    K = cfg.n_components
+    if K is None:
+        if val_iv_se is None:
+            raise ValueError("n_components=None needs val_iv_se to choose K from the MC noise")
+        errs = pca_reconstruction_errors(y_train, y_val, val_iv_se, use_scaler=cfg.use_pca_scaler)
+        med = float(np.median(val_iv_se))
+        K = choose_n_components(errs, med, cfg.k_fraction)
+        pca_choice = {
+            "rule": f"smallest K with signal RMSE <= {cfg.k_fraction} x median MC SE",
+            "median_se_pts": 100 * med,
+            "table": errs.to_dict(orient="list"),
+        }
+    pca_info = fit_pca_components(y_train, K=K, use_scaler=cfg.use_pca_scaler)
+    model = build_resmlp_pca_model(
+        pca_info, width=cfg.width, n_blocks=cfg.n_blocks, dropout_rate=cfg.dropout_rate, seed=cfg.seed
+    )
+    compile_advanced_qrh_model(
+        model,
+        grid,
+        huber_delta=cfg.huber_delta,
+        otm_put_weight=cfg.otm_put_weight,
+        atm_weight=cfg.atm_weight,
+        short_tenor_weight=cfg.short_tenor_weight,
+        sobolev_strike=cfg.sobolev_strike,
+        sobolev_maturity=cfg.sobolev_maturity,
+        pca_coef_weight=cfg.pca_coef_weight,
+        learning_rate=cfg.learning_rate,
+        clipnorm=cfg.clipnorm,
+        pca_info=pca_info,
+    )
+    if run_dir is not None:
+        callbacks = create_training_callbacks(
+            run_dir,
+            patience=cfg.patience,
+            lr_patience=cfg.lr_patience,
+            lr_factor=cfg.lr_factor,
+            min_lr=cfg.min_lr,
+            tensorboard_dir=tensorboard_dir,
+        )
+    else:
+        callbacks = [
+            keras.callbacks.EarlyStopping(patience=cfg.patience, restore_best_weights=True),
+            keras.callbacks.ReduceLROnPlateau(factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr),
+        ]
+    xs_tr = x_scaler.transform(np.asarray(X_train, np.float64)).astype(np.float32)
+    xs_va = x_scaler.transform(np.asarray(X_val, np.float64)).astype(np.float32)
+    # Shuffle once per epoch with a seeded generator via tf.data (deterministic order).
+    ds = (
+        tf.data.Dataset.from_tensor_slices((xs_tr, y_train.astype(np.float32)))
+        .shuffle(len(xs_tr), seed=cfg.seed, reshuffle_each_iteration=True)
+        .batch(cfg.batch_size)
+    )
+    t0 = time.perf_counter()
+    hist = model.fit(
+        ds,
+        validation_data=(xs_va, np.asarray(y_val, np.float32)),
+        epochs=cfg.epochs,
+        shuffle=False,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    seconds = time.perf_counter() - t0
+    history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
+    conf = {
+        "train": cfg.to_dict(),
+        "K": int(K),
+        "pca_choice": pca_choice,
+        "n_train": int(len(xs_tr)),
+        "n_val": int(len(xs_va)),
+        "train_seconds": seconds,
+        "epochs_run": len(history.get("loss", [])),
+    }
+    sur = QRHSurrogate.from_scaler(model, pca_info, x_scaler, grid, box, config=conf, y_scaler=y_scaler)
+    return sur, history
+
+
+def read_dataset_folder(path) -> dict:
+    """Read a ``data/raw/data_<size>/`` folder (layout of qrh_lib.data) into a dict of arrays.
+
+    Keys: ``train_X``, ``train_y``, ``val_X``, ``val_y``, ``test_X``, ``test_y``, ``*_iv_se`` when
+    present, ``x_scaler``, ``y_scaler``, ``manifest``, ``grid`` (Grid), ``box`` (InputBox).
+    """
+    path = Path(path)
+    out = {}
+    for split in ("train", "val"):
+        for key in ("X", "y", "iv_se"):
+            f = path / f"{split}_{key}.npy"
+            if f.exists():
+                out[f"{split}_{key}"] = np.load(f)
+    tests = sorted(path.glob("test_*.npz"))
+    if tests:
+        with np.load(tests[0]) as z:
+            for key in z.files:
+                out[f"test_{key}"] = z[key]
+    for name in ("x_scaler", "y_scaler"):
+        if (path / f"{name}.pkl").exists():
+            with open(path / f"{name}.pkl", "rb") as f:
+                out[name] = pickle.load(f)
+    manifest = json.loads((path / "manifest.json").read_text())
+    out["manifest"] = manifest
+    out["grid"] = Grid.from_dict(manifest["grid"])
+    b = manifest["box"]
+    out["box"] = InputBox(b["name"], tuple(b["lower"]), tuple(b["upper"]))
+    return out
+
+
+def train_from_folder(
+    path, config: TrainConfig | None = None, run_dir=None, out_dir=None, tensorboard_dir=None, verbose: int = 0
+) -> tuple[QRHSurrogate, dict]:
+    """Train on a dataset folder, evaluate on its test split, and save the artifact to ``out_dir``."""
+    from .evaluation import evaluate_surrogate
+
+    d = read_dataset_folder(path)
+    sur, history = train_surrogate(
+        d["train_X"],
+        d["train_y"],
+        d["val_X"],
+        d["val_y"],
+        d["x_scaler"],
+        d["grid"],
+        d["box"],
+        config=config,
+        train_iv_se=d.get("train_iv_se"),
+        val_iv_se=d.get("val_iv_se"),
+        run_dir=run_dir,
+        tensorboard_dir=tensorboard_dir,
+        verbose=verbose,
+        y_scaler=d.get("y_scaler"),
+    )
+    sur.config["dataset"] = {"path": str(path), "seed": d["manifest"].get("seed")}
+    if "test_X" in d:
+        pred = sur.predict(d["test_X"], allow_extrapolation=True)
+        sur.metrics = evaluate_surrogate(d["test_y"], pred, sur.grid, iv_se=d.get("test_iv_se"))
+    if out_dir is not None:
+        sur.save(out_dir)
+    return sur, history
