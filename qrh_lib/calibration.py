@@ -1,0 +1,297 @@
+r"""Calibration of the 15 QRH inputs to an implied-vol surface through the surrogate.
+
+Weighted least squares in implied vol, in vol points :math:`r = 100(\hat\sigma(x) - \sigma^\star)`,
+
+.. math::
+
+    \min_{u \in [-1, 1]^{15}} f(u) = \tfrac12 \sum_j \bar w_j r_j(x(u))^2, \qquad
+    \bar w_j = w_j / \textstyle\sum_i w_i, \qquad x(u) = \ell + \tfrac{u + 1}{2} (h - \ell),
+
+over the box :math:`[\ell, h]` (default: the surrogate's training box). Working in :math:`u`
+puts all inputs on the same scale (``c`` spans 3e-2, ``lambda`` spans 2), which L-BFGS-B's
+bound handling and its gradient tolerance need. The fit RMSE reported is
+:math:`\sqrt{2f}` (weighted RMS error, vol points). NaN targets get zero weight.
+
+Gradients: ``backend="numpy"`` backpropagates by hand through a float64 copy of the network
+(:class:`qrh_lib.surrogate.NumpyResMLP`); ``backend="tf"`` uses TensorFlow autodiff in a
+``tf.function``. Both give the same gradient (tested); NumPy is the default because for one
+surface TensorFlow's per-call overhead dominates the arithmetic (see benchmarks/).
+
+Identifiability: the PCA head makes every surrogate surface an affine function of K
+coefficients, so the Jacobian :math:`\partial \hat\sigma / \partial x` has rank at most K. With
+K < 15, at most K combinations of the 15 inputs are determined by a surface; the others move
+along a level set without changing the fit. :func:`input_jacobian` and :func:`identifiability`
+measure this at a point; fixing inputs (equal lower and upper ``bounds``) removes them from the fit.
+
+Multi-start: ``n_candidates`` points drawn uniformly in :math:`u` (seeded) are priced in one
+batch, and L-BFGS-B starts from the ``n_starts`` best of them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+from scipy.optimize import minimize
+from threadpoolctl import ThreadpoolController
+
+from .params import N_INPUTS, InputBox
+
+PTS = 100.0
+_THREADPOOLS = ThreadpoolController()
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    """Outcome of :func:`calibrate`.
+
+    ``x`` raw inputs (15,); ``fit_rmse`` weighted RMS error in vol units and ``fit_rmse_pts`` in vol
+    points; ``iv`` the surrogate surface at ``x``; ``iterations`` / ``n_evaluations`` of the best start
+    and in total; ``seconds`` wall time; ``success`` L-BFGS-B's flag for the best start; ``starts``
+    one dict per start (``x``, ``fit_rmse_pts``, ``nit``, ``success``, ``message``).
+    """
+
+    x: np.ndarray
+    fit_rmse: float
+    fit_rmse_pts: float
+    iv: np.ndarray
+    iterations: int
+    n_evaluations: int
+    seconds: float
+    success: bool
+    message: str
+    starts: tuple = field(default_factory=tuple)
+
+
+def _bounds_arrays(surrogate, bounds) -> tuple[np.ndarray, np.ndarray]:
+    if bounds is None:
+        bounds = surrogate.box
+    if isinstance(bounds, InputBox):
+        lo, hi = bounds.lo, bounds.hi
+    else:
+        b = np.asarray(bounds, np.float64)
+        if b.shape != (N_INPUTS, 2):
+            raise ValueError(f"bounds must be an InputBox or an array of shape ({N_INPUTS}, 2), got {b.shape}")
+        lo, hi = b[:, 0], b[:, 1]
+    if np.any(hi < lo):
+        raise ValueError("bounds: an upper bound is below its lower bound")
+    return lo, hi
+
+
+class _Objective:
+    """f(u) and its gradient for one target surface (see module docstring)."""
+
+    def __init__(self, surrogate, target, weights, lo, hi, backend):
+        self.lo, self.hi = lo, hi
+        self.half = (hi - lo) / 2.0
+        self.mid = lo + self.half
+        self.A = self.half * surrogate.x_scale  # xs = A u + c
+        self.c = self.mid * surrogate.x_scale + surrogate.x_min
+        self.t = np.where(np.isfinite(target), target, 0.0)
+        w = np.where(np.isfinite(target), weights, 0.0)
+        if w.sum() <= 0:
+            raise ValueError("no target point has positive weight")
+        self.w = w / w.sum()
+        self.net = surrogate.numpy_net
+        self.n_eval = 0
+        self.backend = backend
+        if backend == "tf":
+            self._tf = _tf_value_and_grad(surrogate, self.A, self.c, self.t, self.w)
+        elif backend != "numpy":
+            raise ValueError(f"backend must be 'numpy' or 'tf', got {backend!r}")
+
+    def x_of(self, u):
+        """Raw inputs for u; clipped so round-off never leaves the box (predict would refuse it)."""
+        return np.clip(self.mid + self.half * np.asarray(u), self.lo, self.hi)
+
+    def values(self, U) -> np.ndarray:
+        """f at many points U (m, 15), one batched forward pass."""
+        r = PTS * (self.net.forward(U * self.A + self.c) - self.t)
+        return 0.5 * np.sum(self.w * r**2, axis=1)
+
+    def __call__(self, u):
+        self.n_eval += 1
+        if self.backend == "tf":
+            f, g = self._tf(tf.constant(u[None, :], tf.float32))
+            return float(f), np.asarray(g, np.float64)[0]
+        cache = []
+        y = self.net.forward((u * self.A + self.c)[None, :], cache)
+        r = PTS * (y[0] - self.t)
+        f = 0.5 * float(np.sum(self.w * r * r))
+        g_xs = self.net.vjp((PTS * self.w * r)[None, :], cache)[0]
+        return f, g_xs * self.A
+
+
+def _tf_value_and_grad(surrogate, A, c, t, w):
+    A32, c32, t32, w32 = (tf.constant(v, tf.float32) for v in (A, c, t, w))
+    model = surrogate.model
+
+    @tf.function(input_signature=[tf.TensorSpec((None, N_INPUTS), tf.float32)])
+    def fg(u):
+        with tf.GradientTape() as tape:
+            tape.watch(u)
+            r = PTS * (model(u * A32 + c32, training=False) - t32)
+            f = 0.5 * tf.reduce_sum(w32 * r * r)
+        return f, tape.gradient(f, u)
+
+    return fg
+
+
+def calibrate(
+    surrogate,
+    target_iv,
+    weights=None,
+    bounds=None,
+    seed: int = 0,
+    n_starts: int = 3,
+    n_candidates: int = 256,
+    maxiter: int = 500,
+    ftol: float = 1e-14,
+    gtol: float = 1e-9,
+    backend: str = "numpy",
+    x0=None,
+    stop_fit_pts: float | None = None,
+) -> CalibrationResult:
+    """Calibrate the 15 raw inputs to one target surface by multi-start L-BFGS-B.
+
+    Parameters
+    ----------
+    surrogate : qrh_lib.surrogate.QRHSurrogate
+    target_iv : array_like, shape (d,)
+        Target implied vols (vol units); NaN entries are ignored.
+    weights : array_like, shape (d,), optional
+        Non-negative weights (e.g. inverse squared bid-ask or MC standard error); default equal.
+    bounds : InputBox or array (15, 2), optional
+        Search box for the raw inputs; default the surrogate's training box.
+    seed : int
+        Seeds the candidate starting points.
+    n_starts, n_candidates : int
+        L-BFGS-B runs, from the best ``n_starts`` of ``n_candidates`` uniform draws (and ``x0`` first
+        if given).
+    maxiter, ftol, gtol : L-BFGS-B settings (on f in squared vol points).
+    backend : {"numpy", "tf"}
+        Gradient engine (module docstring).
+    stop_fit_pts : float, optional
+        Skip the remaining starts once a start reaches this fit RMSE (vol points).
+    """
+    # BLAS threads only add overhead on 15-dimensional problems (and L-BFGS-B's own small BLAS calls
+    # slow down by ~50x on a busy multi-core machine); run single-threaded.
+    with _THREADPOOLS.limit(limits=1, user_api="blas"):
+        return _calibrate(
+            surrogate,
+            target_iv,
+            weights,
+            bounds,
+            seed,
+            n_starts,
+            n_candidates,
+            maxiter,
+            ftol,
+            gtol,
+            backend,
+            x0,
+            stop_fit_pts,
+        )
+
+
+def _calibrate(
+    surrogate, target_iv, weights, bounds, seed, n_starts, n_candidates, maxiter, ftol, gtol, backend, x0, stop_fit_pts
+) -> CalibrationResult:
+    t0 = time.perf_counter()
+    target = np.asarray(target_iv, np.float64).reshape(-1)
+    if target.size != surrogate.grid.size:
+        raise ValueError(f"target_iv must have {surrogate.grid.size} values, got {target.size}")
+    w = np.ones_like(target) if weights is None else np.asarray(weights, np.float64).reshape(-1)
+    if w.shape != target.shape or np.any(w < 0) or not np.all(np.isfinite(w)):
+        raise ValueError("weights must be finite, non-negative and of the target's shape")
+    lo, hi = _bounds_arrays(surrogate, bounds)
+    obj = _Objective(surrogate, target, w, lo, hi, backend)
+    rng = np.random.default_rng(seed)
+    U = rng.uniform(-1.0, 1.0, size=(max(n_candidates, n_starts), N_INPUTS))
+    starts_u = U[np.argsort(obj.values(U))[:n_starts]]
+    if x0 is not None:
+        span = np.where(hi > lo, hi - lo, 1.0)
+        u0 = np.clip(2.0 * (np.asarray(x0, np.float64) - lo) / span - 1.0, -1.0, 1.0)
+        starts_u = np.vstack([u0[None, :], starts_u[: max(n_starts - 1, 0)]])
+    runs = []
+    for u_start in starts_u:
+        res = minimize(
+            obj,
+            u_start,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(-1.0, 1.0)] * N_INPUTS,
+            options={"maxiter": maxiter, "ftol": ftol, "gtol": gtol},
+        )
+        runs.append(res)
+        if stop_fit_pts is not None and np.sqrt(2.0 * res.fun) <= stop_fit_pts:
+            break
+    best = min(runs, key=lambda r: r.fun)
+    x = obj.x_of(best.x)
+    iv = surrogate.numpy_net.forward(surrogate.scale_inputs(x)[None, :])[0]
+    fit_pts = float(np.sqrt(2.0 * best.fun))
+    starts = tuple(
+        {
+            "x": obj.x_of(r.x).tolist(),
+            "fit_rmse_pts": float(np.sqrt(2.0 * r.fun)),
+            "nit": int(r.nit),
+            "success": bool(r.success),
+            "message": str(r.message),
+        }
+        for r in runs
+    )
+    return CalibrationResult(
+        x=x,
+        fit_rmse=fit_pts / PTS,
+        fit_rmse_pts=fit_pts,
+        iv=iv,
+        iterations=int(best.nit),
+        n_evaluations=obj.n_eval,
+        seconds=time.perf_counter() - t0,
+        success=bool(best.success),
+        message=str(best.message),
+        starts=starts,
+    )
+
+
+def calibrate_many(surrogate, targets, weights=None, seed: int = 0, **kwargs) -> list[CalibrationResult]:
+    """:func:`calibrate` each row of ``targets`` (n, d); start seeds ``seed + i``."""
+    targets = np.atleast_2d(np.asarray(targets, np.float64))
+    W = None if weights is None else np.broadcast_to(np.asarray(weights, np.float64), targets.shape)
+    return [
+        calibrate(surrogate, t, weights=None if W is None else W[i], seed=seed + i, **kwargs)
+        for i, t in enumerate(targets)
+    ]
+
+
+def input_jacobian(surrogate, x, bounds=None) -> np.ndarray:
+    r"""Jacobian :math:`\partial \hat\sigma / \partial u` in vol points per unit of the scaled input
+    :math:`u \in [-1, 1]` (see module docstring), shape (d, 15), at raw inputs ``x`` (15,)."""
+    lo, hi = _bounds_arrays(surrogate, bounds)
+    net = surrogate.numpy_net
+    d = surrogate.grid.size
+    cache = []
+    net.forward(np.repeat(surrogate.scale_inputs(np.asarray(x, np.float64))[None, :], d, axis=0), cache)
+    J = net.vjp(np.eye(d), cache)  # row j: gradient of output j w.r.t. scaled network inputs
+    return PTS * J * (surrogate.x_scale * (hi - lo) / 2.0)[None, :]
+
+
+def identifiability(surrogate, x, bounds=None, rel_tol: float = 1e-3) -> dict:
+    """Singular values of :func:`input_jacobian`, its numerical rank (singular values above
+    ``rel_tol`` times the largest) and each input's sensitivity (column norm, vol points per unit u)."""
+    J = input_jacobian(surrogate, x, bounds)
+    sv = np.linalg.svd(J, compute_uv=False)
+    return {"singular_values": sv, "rank": int(np.sum(sv > rel_tol * sv[0])), "sensitivity": np.linalg.norm(J, axis=0)}
+
+
+def round_trip_fit(x, target_iv, price_fn, weights=None) -> dict:
+    """Price calibrated inputs ``x`` with another engine (``price_fn(X) -> (n, d)`` vols, e.g. the MC
+    pricer) and report the weighted RMS fit to the target in vol points."""
+    iv = np.asarray(price_fn(np.atleast_2d(x)), np.float64).reshape(-1)
+    t = np.asarray(target_iv, np.float64).reshape(-1)
+    w = np.ones_like(t) if weights is None else np.asarray(weights, np.float64).reshape(-1)
+    ok = np.isfinite(t) & np.isfinite(iv) & (w > 0)
+    fit = np.sqrt(np.sum(w[ok] * (iv[ok] - t[ok]) ** 2) / np.sum(w[ok]))
+    return {"fit_rmse_pts": PTS * float(fit), "n_points": int(ok.sum()), "iv": iv}
