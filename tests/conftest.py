@@ -1,0 +1,26 @@
+"""Shared test set-up: quiet TensorFlow, and a small synthetic dataset and surrogate (session-scoped)."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported anywhere
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset_dir(tmp_path_factory):
+    """A synthetic dataset folder in the data/raw/data_<size>/ layout (1000/200/200 surfaces)."""
+    from qrh_lib.synthetic import write_synthetic_dataset
+
+    return write_synthetic_dataset(
+        tmp_path_factory.mktemp("data") / "data_synth", n_train=1000, n_val=200, n_test=200, seed=0
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_surrogate(synthetic_dataset_dir):
+    """A small surrogate trained for a few epochs on the synthetic dataset (seconds on 2 cores)."""
+    from qrh_lib.training import TrainConfig, train_from_folder
+
+    cfg = TrainConfig(n_components=8, width=32, n_blocks=2, epochs=15, batch_size=64, learning_rate=3e-3, seed=1)
+    return train_from_folder(synthetic_dataset_dir, cfg)[0]

@@ -1,0 +1,85 @@
+"""The surrogate artifact: save/load, the three forward paths, gradients and the input box."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from qrh_lib.params import PARAM_NAMES
+from qrh_lib.surrogate import QRHSurrogate
+from qrh_lib.training import read_dataset_folder
+
+
+@pytest.fixture(scope="module")
+def X(synthetic_dataset_dir):
+    return read_dataset_folder(synthetic_dataset_dir)["test_X"][:50]
+
+
+def test_save_load_predict_identical(tiny_surrogate, X, tmp_path):
+    path = tiny_surrogate.save(tmp_path / "sur")
+    for f in (
+        "model.keras",
+        "pca.npz",
+        "pca.json",
+        "x_scaling.json",
+        "x_scaler.pkl",
+        "grid.json",
+        "box.json",
+        "config.json",
+        "metrics.json",
+        "versions.json",
+    ):
+        assert (path / f).exists(), f
+    back = QRHSurrogate.load(path)
+    np.testing.assert_array_equal(back.predict(X), tiny_surrogate.predict(X))
+    np.testing.assert_array_equal(back.predict_numpy(X), tiny_surrogate.predict_numpy(X))
+    assert back.grid == tiny_surrogate.grid and back.box == tiny_surrogate.box
+    assert back.config["K"] == tiny_surrogate.config["K"]
+
+
+def test_forward_paths_agree(tiny_surrogate, X):
+    p = tiny_surrogate.predict(X)
+    assert p.shape == (50, 60) and p.dtype == np.float64
+    # float32 TF vs float64 NumPy on vols of O(0.5): differences are float32 round-off (~1e-7).
+    np.testing.assert_allclose(tiny_surrogate.predict_numpy(X), p, atol=2e-6)
+    np.testing.assert_allclose(tiny_surrogate.predict_keras(X), p, atol=2e-6)
+    np.testing.assert_allclose(tiny_surrogate.predict_numpy(X[0]), p[:1], atol=2e-6)  # one surface, 1-D input
+
+
+def test_numpy_backprop_matches_tf_autodiff(tiny_surrogate, X):
+    xs = tiny_surrogate.scale_inputs(X[:5])
+    g_out = np.random.default_rng(0).standard_normal((5, 60))
+    net = tiny_surrogate.numpy_net
+    cache = []
+    net.forward(xs, cache)
+    g_np = net.vjp(g_out, cache)
+    x_tf = tf.constant(xs, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x_tf)
+        out = tf.reduce_sum(tiny_surrogate.tf_forward(x_tf) * tf.constant(g_out, tf.float32))
+    g_tf = tape.gradient(out, x_tf).numpy()
+    # Gradients are O(0.1-1); float32 autodiff agrees to ~1e-5 relative.
+    np.testing.assert_allclose(g_np, g_tf, rtol=1e-3, atol=1e-5 * np.abs(g_tf).max())
+
+
+def test_out_of_box_raises_naming_input_and_bounds(tiny_surrogate, X):
+    bad = X[:3].copy()
+    bad[1, 4] = 0.05  # c above the RZ box [0.0001, 0.03]
+    with pytest.raises(ValueError, match=r"\(c\) = 0\.05 is outside its allowed range \[0\.0001, 0\.03\]"):
+        tiny_surrogate.predict(bad)
+    with pytest.raises(ValueError, match="allow_extrapolation"):
+        tiny_surrogate.predict_numpy(bad)
+    out = tiny_surrogate.predict(bad, allow_extrapolation=True)
+    assert np.isfinite(out).all()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match=PARAM_NAMES[0]):
+        tiny_surrogate.predict(bad, allow_extrapolation=True)  # non-finite inputs always raise
+
+
+def test_wrong_shape_raises(tiny_surrogate):
+    with pytest.raises(ValueError, match="shape"):
+        tiny_surrogate.predict(np.zeros((2, 14)))
+
+
+def test_load_missing_files_raises(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model.keras"):
+        QRHSurrogate.load(tmp_path)
