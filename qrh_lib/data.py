@@ -114,12 +114,17 @@ def default_out_dir(config: GenerationConfig) -> Path:
 def sample_inputs(n: int, box: InputBox, sampler: str = "sobol", seed: int = 0, start: int = 0) -> np.ndarray:
     """Rows ``start .. start+n-1`` of the seeded design over ``box``, shape (n, 15)."""
     if sampler == "sobol":
+        import warnings
+
         from scipy.stats import qmc
 
         eng = qmc.Sobol(d=len(PARAM_NAMES), scramble=True, seed=seed)
         if start:
             eng.fast_forward(start)
-        u = eng.random(n)
+        with warnings.catch_warnings():
+            # any prefix of the sequence is still low-discrepancy; powers of 2 are balanced, others nearly so
+            warnings.filterwarnings("ignore", message="The balance properties of Sobol")
+            u = eng.random(n)
     elif sampler == "uniform":
         # one independent stream per row, so a row does not depend on which rows are drawn with it
         u = np.stack([np.random.default_rng([seed, start + i]).random(len(PARAM_NAMES)) for i in range(n)])

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .grid import Grid, default_grid
-from .iv import black_vega, count_reasons, implied_total_vol
+from .iv import black_price, black_vega, count_reasons, implied_total_vol
 from .mc import MCConfig, PathStats, QRHEngine
 
 #: Variance-reduction modes, from none to all.
-ESTIMATORS = ("plain", "spot_cv", "hedge_cv", "both_cv")
+ESTIMATORS = {"plain": (), "spot_cv": ("spot",), "hedge_cv": ("hedge",), "bs_cv": ("bs",),
+              "both_cv": ("spot", "hedge"), "spot_bs_cv": ("spot", "bs"), "all_cv": ("spot", "hedge", "bs")}
 
 
 @dataclass
@@ -63,6 +64,18 @@ def otm_payoffs(stats: PathStats, grid: Grid) -> np.ndarray:
     return pay.reshape(n_K * n_T, B, P).transpose(1, 0, 2)
 
 
+def bs_control(stats: PathStats, grid: Grid) -> np.ndarray:
+    r"""The same out-of-the-money payoff under Black-Scholes with variance :math:`E[V_t]` driven by the same
+    Brownian path, minus its exact price: a zero-mean control, shape (B, n_opt, P)."""
+    ref = PathStats(stats.log_ref, None, stats.antithetic)
+    pay = otm_payoffs(ref, grid)  # (B, n_opt, P)
+    s = np.sqrt(stats.ref_total_var)  # (n_T, B)
+    s_flat = np.tile(s.T, (1, grid.n_K))  # (B, n_opt), strike-major
+    k = grid.flat_log_moneyness()[None, :]
+    exact = black_price(k, s_flat, np.broadcast_to(k >= 0, s_flat.shape))
+    return pay - exact[:, :, None]
+
+
 def cv_estimate(y: np.ndarray, controls: list[np.ndarray]):
     """Control-variate regression estimator along the last axis (controls have known mean 0).
 
@@ -71,37 +84,44 @@ def cv_estimate(y: np.ndarray, controls: list[np.ndarray]):
     n = y.shape[-1]
     if not controls:
         return y.mean(-1), y.std(-1, ddof=1) / np.sqrt(n)
-    C = np.stack(controls, axis=-2)  # (..., m, n)
+    # row-wise sums only (no BLAS contractions), so each sample's numbers do not depend on the batch
+    m = len(controls)
     yc = y - y.mean(-1, keepdims=True)
-    Cc = C - C.mean(-1, keepdims=True)
-    cov_cc = np.einsum("...in,...jn->...ij", Cc, Cc) / (n - 1)
-    cov_cy = np.einsum("...in,...n->...i", Cc, yc) / (n - 1)
-    m = C.shape[-2]
-    ridge = 1e-12 * np.trace(cov_cc, axis1=-2, axis2=-1)[..., None, None] * np.eye(m) + 1e-300 * np.eye(m)
-    beta = np.linalg.solve(cov_cc + ridge, cov_cy[..., None])[..., 0]
-    resid = y - np.einsum("...i,...in->...n", beta, C)
+    Cc = [C - C.mean(-1, keepdims=True) for C in controls]
+    cov_cc = np.empty((*y.shape[:-1], m, m))
+    cov_cy = np.empty((*y.shape[:-1], m))
+    for i in range(m):
+        cov_cy[..., i] = (Cc[i] * yc).sum(-1) / (n - 1)
+        for j in range(i + 1):
+            cov_cc[..., i, j] = cov_cc[..., j, i] = (Cc[i] * Cc[j]).sum(-1) / (n - 1)
+    scale = np.trace(cov_cc, axis1=-2, axis2=-1)[..., None, None]
+    beta = np.linalg.solve(cov_cc + (1e-12 * scale + 1e-300) * np.eye(m), cov_cy[..., None])[..., 0]
+    resid = y - sum(beta[..., i, None] * controls[i] for i in range(m))
     return resid.mean(-1), resid.std(-1, ddof=1 + m) / np.sqrt(n)
 
 
 def surface_from_paths(stats: PathStats, grid: Grid, estimator: str | None = None) -> SurfaceResult:
     """Prices and implied vols of every grid option from simulated paths.
 
-    ``estimator`` defaults to every control the paths carry (``both_cv`` with a hedge, else ``spot_cv``).
+    ``estimator`` (a key of :data:`ESTIMATORS`) defaults to every control the paths carry.
     """
     if estimator is None:
-        estimator = "spot_cv" if stats.hedge is None else "both_cv"
-    if estimator in ("hedge_cv", "both_cv") and stats.hedge is None:
-        raise ValueError(f"estimator {estimator!r} needs hedge gains: simulate with steps_per_hedge > 0")
+        estimator = "spot_bs_cv" if stats.hedge is None else "all_cv"
     if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator = {estimator!r}; allowed: {ESTIMATORS}")
+        raise ValueError(f"estimator = {estimator!r}; allowed: {sorted(ESTIMATORS)}")
+    use = ESTIMATORS[estimator]
+    if "hedge" in use and stats.hedge is None:
+        raise ValueError(f"estimator {estimator!r} needs hedge gains: simulate with steps_per_hedge > 0")
     pay = _pair_units(otm_payoffs(stats, grid), stats.antithetic)  # (B, n_opt, n)
     controls = []
-    if estimator in ("spot_cv", "both_cv"):
+    if "spot" in use:
         spot = np.exp(stats.log_spot) - 1.0  # (n_T, B, P)
         spot = np.broadcast_to(spot[None], (grid.n_K, *spot.shape)).reshape(grid.size, *spot.shape[1:])
         controls.append(_pair_units(spot.transpose(1, 0, 2), stats.antithetic))
-    if estimator in ("hedge_cv", "both_cv"):
+    if "hedge" in use:
         controls.append(_pair_units(stats.hedge, stats.antithetic))
+    if "bs" in use:
+        controls.append(_pair_units(bs_control(stats, grid), stats.antithetic))
     price, price_se = cv_estimate(pay, controls)
     k = grid.flat_log_moneyness()[None, :]
     sqrt_t = np.sqrt(grid.flat_maturities())[None, :]

@@ -12,6 +12,7 @@ from qrh_lib.convergence import corner_states, coupled_bias
 from qrh_lib.grid import default_grid, sqrt_t_grid
 from qrh_lib.mc import MCConfig, QRHEngine, sample_normals, sample_seeds, time_grid
 from qrh_lib.mc_numpy import simulate_numpy
+from qrh_lib.moments import discrete_moments, expected_variance
 from qrh_lib.pricing import cv_estimate, mc_iv_surface, otm_payoffs, price_surfaces, surface_from_paths
 
 Z_TOL = 4.0
@@ -97,6 +98,26 @@ def test_factor_means_solve_the_linear_ode():
     # the engine's factor means follow the same numbers
     st = eng.simulate(X, [0], xi=xi)
     np.testing.assert_allclose(st.factor_mean[:, :, 0], z.mean(-1)[:, :, 0], atol=2e-5)
+    # E[V] from the closed second-moment system of the scheme, against the paths
+    _, _, ev = discrete_moments(X_MID, eng.h, k)
+    a, b, c0 = X_MID[2:5]
+    for j, end in enumerate(eng.seg_ends):
+        V = a * (k.c @ z[j][:, 0, :] - b) ** 2 + c0
+        pairs = 0.5 * (V[: V.size // 2] + V[V.size // 2 :])
+        se = pairs.std(ddof=1) / np.sqrt(pairs.size)
+        assert abs(pairs.mean() - ev[end]) < Z_TOL * se, (j, pairs.mean(), ev[end], se)
+
+
+def test_expected_variance_of_the_scheme_converges_to_the_exact_one():
+    """The scheme's E[V_t] (exact recursion) approaches the continuous model's as the step shrinks."""
+    grid = default_grid()
+    exact = expected_variance(X_MID, grid.maturities)
+    errs = []
+    for spy in (365, 3650, 36500):
+        eng = QRHEngine(grid, MCConfig(steps_per_year=spy, first_step=min(1e-5, 1 / spy)))
+        ev = discrete_moments(X_MID, eng.h, eng.kernel)[2][eng.seg_ends]
+        errs.append(np.max(np.abs(ev / exact - 1)))
+    assert errs[0] > errs[1] > errs[2] and errs[2] < 2e-3, errs
 
 
 def test_a_zero_gives_flat_surface_at_sqrt_c():
