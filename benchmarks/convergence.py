@@ -46,6 +46,9 @@ def summarise(res, grid):
         bj, sj = b[:, :, j], se[:, :, j]
         ok = np.isfinite(bj) & np.isfinite(sj)
         beyond = ok & (np.abs(bj) - 3 * sj > TOL)
+        if not ok.any():
+            rows.append({"maturity_days": round(float(T) * 365), "points": 0})
+            continue
         rows.append(
             {
                 "maturity_days": round(float(T) * 365),

@@ -123,15 +123,20 @@ def test_expected_variance_of_the_scheme_converges_to_the_exact_one():
 def test_a_zero_gives_flat_surface_at_sqrt_c():
     X = np.stack([X_MID, X_EQ])
     X[:, 2] = 0.0
-    iv, se = mc_iv_surface(X, n_paths=4096, steps_per_year=60, seed=1)
-    sigma = np.sqrt(X[:, 4:5])
     g = default_grid()
+    cfg = MCConfig(n_paths=4096, steps_per_year=60)
+    # without the Black-Scholes control (which, at a = 0, is the priced model itself)
+    res = price_surfaces(X, g, cfg, seed=1, estimator="spot_cv")
+    sigma = np.sqrt(X[:, 4:5])
     # compare where the option is within 3 standard deviations of the money (CLT regime for the price)
     near = np.abs(g.flat_log_moneyness())[None, :] < 3 * sigma * np.sqrt(g.flat_maturities())[None, :]
-    z = (iv - sigma) / se
+    z = (res.iv - sigma) / res.iv_se
     assert near.sum() >= 60
     assert np.all(np.abs(z[near]) < Z_TOL + 0.5), np.abs(z[near]).max()
-    assert np.all(se[near] < 0.01)
+    assert np.all(res.iv_se[near] < 0.01)
+    # with it, the control replicates the payoff path by path: sqrt(c) up to float32 rounding of the paths
+    iv, _ = mc_iv_surface(X, n_paths=4096, steps_per_year=60, seed=1)
+    assert np.nanmax(np.abs(iv - sigma)[near]) < 1e-4
 
 
 def test_martingale_and_put_call_parity():
@@ -217,3 +222,16 @@ def test_fine_start_removes_the_stiff_start_bias():
     b_eq = coupled_bias(X_EQ[None, :], config=fine, refine=4)
     ok = np.isfinite(b_eq["bias"])
     assert np.all(np.abs(b_eq["bias"][ok]) < 1e-3 + Z_TOL * b_eq["bias_se"][ok])
+
+
+def test_check_tables():
+    from qrh_lib.checks import Z_TOL as CHECK_TOL
+    from qrh_lib.checks import flat_surface_check, martingale_check
+
+    flat = flat_surface_check(np.stack([X_MID, X_EQ]), config=FAST, seed=3)
+    assert (flat["options checked"] >= 30).all() and (flat["max |z|"] < CHECK_TOL + 0.5).all()
+    mart = martingale_check(X_MID, config=FAST, seed=3)
+    assert len(mart) == 6 and (mart["z"].abs() < CHECK_TOL).all()
+    # the check can fail: a pricer with a drift in S is caught
+    S_drift = mart["E[S_T]"] * 1.01
+    assert ((S_drift - 1) / mart["se"]).abs().max() > CHECK_TOL
