@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import html
 import json
 import os
 import re
@@ -187,30 +188,53 @@ TF_LOG_LINE = re.compile(
 )
 
 
-def strip_tf_logs(path: Path) -> int:
-    """Remove TensorFlow's C++ log lines from the stderr outputs of an executed notebook.
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
-    Python warnings and tracebacks stay. Returns the number of lines removed.
+
+def _widget_text(state: dict, model_id: str) -> str:
+    """Plain text of a widget's final state: HTML values and progress bars, children in order."""
+    model = state.get(model_id, {})
+    st, name = model.get("state", {}), model.get("model_name", "")
+    if "children" in st:
+        return "".join(_widget_text(state, c.removeprefix("IPY_MODEL_")) for c in st["children"])
+    if name == "FloatProgressModel" or name == "IntProgressModel":
+        done = round(20 * st.get("value", 0) / st["max"]) if st.get("max") else 0
+        return "|" + "█" * done + " " * (20 - done) + "|"
+    return html.unescape(str(st.get("value", ""))).replace("\u2007", " ")
+
+
+def clean_executed_notebook(path: Path) -> dict:
+    """Make an executed notebook render offline and without noise; returns what was changed.
+
+    - TensorFlow's C++ log lines are removed from stderr outputs (Python warnings and tracebacks stay).
+    - Widget outputs (tqdm progress bars) become their final state as plain text, and the widget state is
+      dropped: rendering widgets would load their JavaScript from a CDN.
     """
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
-    removed = 0
+    state = nb.metadata.pop("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    changed = {"tf_log_lines": 0, "widgets": 0}
     for cell in nb.cells:
         outputs = []
         for out in cell.get("outputs", []):
             if out.get("output_type") == "stream" and out.get("name") == "stderr":
                 lines = out["text"].splitlines(keepends=True)
                 kept = [ln for ln in lines if not TF_LOG_LINE.match(ln.rstrip("\n"))]
-                removed += len(lines) - len(kept)
+                changed["tf_log_lines"] += len(lines) - len(kept)
                 if not kept:
                     continue
                 out["text"] = "".join(kept)
+            elif WIDGET_VIEW in out.get("data", {}):
+                text = _widget_text(state, out["data"][WIDGET_VIEW]["model_id"]) or out["data"].get("text/plain", "")
+                out = nbformat.v4.new_output("stream", name="stdout", text=text + "\n")
+                changed["widgets"] += 1
             outputs.append(out)
         if cell.cell_type == "code":
             cell.outputs = outputs
     nbformat.write(nb, path)
-    return removed
+    return changed
 
 
 @contextlib.contextmanager
@@ -231,8 +255,8 @@ def _stderr_to(path: Path):
 def run_step(nb: str, params: dict, run_dir: Path, kernel_name: str = "python3") -> None:
     """Execute one notebook with papermill into ``run_dir/<nb>.ipynb`` (raises on a failing cell).
 
-    The kernel's own stderr goes to ``<run_dir>/.stamps/<nb>.kernel.log``; TensorFlow's C++ log lines
-    are stripped from the executed copy, failed or not.
+    The kernel's own stderr goes to ``<run_dir>/.stamps/<nb>.kernel.log``; the executed copy, failed or
+    not, is then cleaned by :func:`clean_executed_notebook`.
     """
     import papermill
 
@@ -251,7 +275,7 @@ def run_step(nb: str, params: dict, run_dir: Path, kernel_name: str = "python3")
             )
     finally:
         if out.exists():
-            strip_tf_logs(out)
+            clean_executed_notebook(out)
 
 
 def run(

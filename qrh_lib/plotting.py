@@ -31,8 +31,8 @@ def _t_labels(grid: Grid) -> list[str]:
 
 
 def table(d: dict, key: str = "metric", value: str = "value") -> pd.DataFrame:
-    """A flat dict as a two-column table."""
-    return pd.DataFrame({key: list(d), value: list(d.values())})
+    """A flat dict as a one-column table indexed by its keys."""
+    return pd.DataFrame({value: list(d.values())}, index=pd.Index(list(d), name=key))
 
 
 def input_box_table(box: InputBox) -> pd.DataFrame:
