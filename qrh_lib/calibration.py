@@ -24,7 +24,8 @@ along a level set without changing the fit. :func:`input_jacobian` and :func:`id
 measure this at a point; fixing inputs (equal lower and upper ``bounds``) removes them from the fit.
 
 Multi-start: ``n_candidates`` points drawn uniformly in :math:`u` (seeded) are priced in one
-batch, and L-BFGS-B starts from the ``n_starts`` best of them.
+batch, and L-BFGS-B starts from the ``n_starts`` best of them (one run each, or all together as
+one problem in :math:`15 n_{starts}` variables with ``joint=True``).
 """
 
 from __future__ import annotations
@@ -47,10 +48,11 @@ _THREADPOOLS = ThreadpoolController()
 class CalibrationResult:
     """Outcome of :func:`calibrate`.
 
-    ``x`` raw inputs (15,); ``fit_rmse`` weighted RMS error in vol units and ``fit_rmse_pts`` in vol
-    points; ``iv`` the surrogate surface at ``x``; ``iterations`` / ``n_evaluations`` of the best start
-    and in total; ``seconds`` wall time; ``success`` L-BFGS-B's flag for the best start; ``starts``
-    one dict per start (``x``, ``fit_rmse_pts``, ``nit``, ``success``, ``message``).
+    ``x`` raw inputs (15,) of the best start; ``fit_rmse`` its weighted RMS error in vol units and
+    ``fit_rmse_pts`` in vol points; ``iv`` the surrogate surface at ``x``; ``iterations`` and
+    ``n_evaluations`` summed over the L-BFGS-B runs; ``seconds`` wall time;
+    ``success`` and ``message`` L-BFGS-B's; ``starts`` one dict per start (``x0``, ``x``,
+    ``fit_rmse_pts``).
     """
 
     x: np.ndarray
@@ -111,17 +113,18 @@ class _Objective:
         r = PTS * (self.net.forward(U * self.A + self.c) - self.t)
         return 0.5 * np.sum(self.w * r**2, axis=1)
 
-    def __call__(self, u):
+    def __call__(self, u_flat):
+        """Sum of f over the starts stacked in ``u_flat`` (n_starts * 15,), and its gradient."""
         self.n_eval += 1
+        U = u_flat.reshape(-1, N_INPUTS)
         if self.backend == "tf":
-            f, g = self._tf(tf.constant(u[None, :], tf.float32))
-            return float(f), np.asarray(g, np.float64)[0]
+            f, g = self._tf(tf.constant(U, tf.float32))
+            return float(f), np.asarray(g, np.float64).reshape(-1)
         cache = []
-        y = self.net.forward((u * self.A + self.c)[None, :], cache)
-        r = PTS * (y[0] - self.t)
+        r = PTS * (self.net.forward(U * self.A + self.c, cache) - self.t)
         f = 0.5 * float(np.sum(self.w * r * r))
-        g_xs = self.net.vjp((PTS * self.w * r)[None, :], cache)[0]
-        return f, g_xs * self.A
+        g_xs = self.net.vjp(PTS * self.w * r, cache)
+        return f, (g_xs * self.A).reshape(-1)
 
 
 def _tf_value_and_grad(surrogate, A, c, t, w):
@@ -145,14 +148,14 @@ def calibrate(
     weights=None,
     bounds=None,
     seed: int = 0,
-    n_starts: int = 3,
+    n_starts: int = 2,
     n_candidates: int = 256,
-    maxiter: int = 500,
-    ftol: float = 1e-14,
-    gtol: float = 1e-9,
+    maxiter: int = 150,
+    ftol: float = 1e-8,
+    gtol: float = 1e-6,
     backend: str = "numpy",
     x0=None,
-    stop_fit_pts: float | None = None,
+    joint: bool = False,
 ) -> CalibrationResult:
     """Calibrate the 15 raw inputs to one target surface by multi-start L-BFGS-B.
 
@@ -168,13 +171,19 @@ def calibrate(
     seed : int
         Seeds the candidate starting points.
     n_starts, n_candidates : int
-        L-BFGS-B runs, from the best ``n_starts`` of ``n_candidates`` uniform draws (and ``x0`` first
-        if given).
-    maxiter, ftol, gtol : L-BFGS-B settings (on f in squared vol points).
+        Starting points: the best ``n_starts`` of ``n_candidates`` uniform draws (``x0`` replaces the
+        last of them if given).
+    maxiter, ftol, gtol : L-BFGS-B settings (on f in squared vol points). The defaults stop once the
+        fit is far below Monte Carlo noise. Measured on a width-128, 4-block smoke surrogate: median
+        fit 0.02 vol points (max 0.08) on surfaces the surrogate produced, and within ~0.005 vol
+        points of the tightly converged fit on targets with 0.1 vol point noise, at ~50 ms median per
+        surface on a busy 2-core CPU. The flat directions of a rank-K surrogate (module docstring)
+        make tighter tolerances cost hundreds of iterations; for parameter-recovery studies use e.g.
+        ``maxiter=500, ftol=1e-14, gtol=1e-9``.
     backend : {"numpy", "tf"}
         Gradient engine (module docstring).
-    stop_fit_pts : float, optional
-        Skip the remaining starts once a start reaches this fit RMSE (vol points).
+    joint : bool
+        Optimise all starts as one problem (see the code comment); default: one run per start.
     """
     # BLAS threads only add overhead on 15-dimensional problems (and L-BFGS-B's own small BLAS calls
     # slow down by ~50x on a busy multi-core machine); run single-threaded.
@@ -192,12 +201,12 @@ def calibrate(
             gtol,
             backend,
             x0,
-            stop_fit_pts,
+            joint,
         )
 
 
 def _calibrate(
-    surrogate, target_iv, weights, bounds, seed, n_starts, n_candidates, maxiter, ftol, gtol, backend, x0, stop_fit_pts
+    surrogate, target_iv, weights, bounds, seed, n_starts, n_candidates, maxiter, ftol, gtol, backend, x0, joint
 ) -> CalibrationResult:
     t0 = time.perf_counter()
     target = np.asarray(target_iv, np.float64).reshape(-1)
@@ -215,43 +224,42 @@ def _calibrate(
         span = np.where(hi > lo, hi - lo, 1.0)
         u0 = np.clip(2.0 * (np.asarray(x0, np.float64) - lo) / span - 1.0, -1.0, 1.0)
         starts_u = np.vstack([u0[None, :], starts_u[: max(n_starts - 1, 0)]])
-    runs = []
-    for u_start in starts_u:
-        res = minimize(
+    # joint=True runs all starts as one L-BFGS-B problem on the sum of their independent objectives
+    # (a batch of n_starts rows costs about one row); it is a little faster at the default tolerances
+    # but converges far less tightly, because L-BFGS's curvature pairs mix the starts.
+    groups = [starts_u] if joint else [u[None, :] for u in starts_u]
+    runs = [
+        minimize(
             obj,
-            u_start,
+            g.reshape(-1),
             jac=True,
             method="L-BFGS-B",
-            bounds=[(-1.0, 1.0)] * N_INPUTS,
+            bounds=[(-1.0, 1.0)] * g.size,
             options={"maxiter": maxiter, "ftol": ftol, "gtol": gtol},
         )
-        runs.append(res)
-        if stop_fit_pts is not None and np.sqrt(2.0 * res.fun) <= stop_fit_pts:
-            break
-    best = min(runs, key=lambda r: r.fun)
-    x = obj.x_of(best.x)
+        for g in groups
+    ]
+    U = np.vstack([r.x.reshape(-1, N_INPUTS) for r in runs])
+    res = runs[0] if joint else runs[int(np.argmin([r.fun for r in runs]))]
+    f_starts = obj.values(U)
+    best = int(np.argmin(f_starts))
+    x = obj.x_of(U[best])
     iv = surrogate.numpy_net.forward(surrogate.scale_inputs(x)[None, :])[0]
-    fit_pts = float(np.sqrt(2.0 * best.fun))
+    fit_pts = float(np.sqrt(2.0 * f_starts[best]))
     starts = tuple(
-        {
-            "x": obj.x_of(r.x).tolist(),
-            "fit_rmse_pts": float(np.sqrt(2.0 * r.fun)),
-            "nit": int(r.nit),
-            "success": bool(r.success),
-            "message": str(r.message),
-        }
-        for r in runs
+        {"x": obj.x_of(u).tolist(), "x0": obj.x_of(u0).tolist(), "fit_rmse_pts": float(np.sqrt(2.0 * f))}
+        for u, u0, f in zip(U, starts_u, f_starts, strict=True)
     )
     return CalibrationResult(
         x=x,
         fit_rmse=fit_pts / PTS,
         fit_rmse_pts=fit_pts,
         iv=iv,
-        iterations=int(best.nit),
+        iterations=int(sum(r.nit for r in runs)),
         n_evaluations=obj.n_eval,
         seconds=time.perf_counter() - t0,
-        success=bool(best.success),
-        message=str(best.message),
+        success=bool(res.success),
+        message=str(res.message),
         starts=starts,
     )
 

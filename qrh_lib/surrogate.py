@@ -28,16 +28,13 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from scipy.special import expit
 
 from .grid import Grid
 from .params import N_INPUTS, InputBox, check_inputs
 from .pca import pca_from_arrays, pca_to_arrays
 
 _ARTIFACT_FILES = ("model.keras", "pca.npz", "pca.json", "x_scaling.json", "grid.json", "box.json")
-
-
-def _silu(x):
-    return x / (1.0 + np.exp(-x))
 
 
 class NumpyResMLP:
@@ -79,6 +76,8 @@ class NumpyResMLP:
                 else:
                     self.head = wb
         self.blocks = blocks
+        width = blocks[0][0].shape[1] if blocks else 1
+        self._avg = np.full((width, 1), 1.0 / width)
         if self.stem is None or self.head is None or self.recon is None:
             raise ValueError("model is not a build_resmlp_pca_model network")
         # Head and reconstruction are both affine: fold them into one map.
@@ -87,36 +86,40 @@ class NumpyResMLP:
 
     def forward(self, xs: np.ndarray, cache: list | None = None) -> np.ndarray:
         """Vols (n, d) from scaled inputs (n, 15); fills ``cache`` for :meth:`vjp` if given."""
-        a = xs @ self.stem[0] + self.stem[1]
-        h = _silu(a)
+        a = xs @ self.stem[0]
+        a += self.stem[1]
+        h = a * expit(a)
         if cache is not None:
             cache.append(a)
         for W1, b1, g, be, W2, b2, eps in self.blocks:
-            t = h @ W1 + b1
-            mu = t.mean(axis=-1, keepdims=True)
-            inv = 1.0 / np.sqrt(t.var(axis=-1, keepdims=True) + eps)
-            that = (t - mu) * inv
-            v = that * g + be
-            u = _silu(v)
+            t = h @ W1
+            t += b1
+            avg = self._avg  # row means as a matmul: ~4x faster than .mean(axis=-1) for one row
+            t -= t @ avg
+            inv = 1.0 / np.sqrt((t * t) @ avg + eps)
+            t *= inv  # normalised pre-activation
+            v = t * g
+            v += be
             if cache is not None:
-                cache.append((that, inv, v))
-            h = h + u @ W2 + b2
-        return h @ self.out_W + self.out_b
+                cache.append((t, inv, v))
+            h = h + (v * expit(v)) @ W2
+            h += b2
+        out = h @ self.out_W
+        out += self.out_b
+        return out
 
     def vjp(self, g_out: np.ndarray, cache: list) -> np.ndarray:
         r"""Gradient with respect to the scaled inputs of :math:`\sum g_{out} \cdot \hat y`."""
         gh = g_out @ self.out_W.T
         for (W1, _, g, _, W2, _, _), (that, inv, v) in zip(reversed(self.blocks), reversed(cache[1:]), strict=True):
             gu = gh @ W2.T
-            s = 1.0 / (1.0 + np.exp(-v))
+            s = expit(v)
             gv = gu * (s * (1.0 + v * (1.0 - s)))
             gt_hat = gv * g
-            gt = inv * (
-                gt_hat - gt_hat.mean(axis=-1, keepdims=True) - that * (gt_hat * that).mean(axis=-1, keepdims=True)
-            )
+            gt = inv * (gt_hat - gt_hat @ self._avg - that * ((gt_hat * that) @ self._avg))
             gh = gh + gt @ W1.T
         a = cache[0]
-        s = 1.0 / (1.0 + np.exp(-a))
+        s = expit(a)
         ga = gh * (s * (1.0 + a * (1.0 - s)))
         return ga @ self.stem[0].T
 
@@ -161,6 +164,7 @@ class QRHSurrogate:
         if self.x_scale.shape != (N_INPUTS,) or self.x_min.shape != (N_INPUTS,):
             raise ValueError(f"x_scale and x_min must have shape ({N_INPUTS},)")
         self.grid, self.box = grid, box
+        self._lo, self._hi = box.lo, box.hi
         self.config = dict(config or {})
         self.metrics = dict(metrics or {})
         self.x_scaler, self.y_scaler = x_scaler, y_scaler
@@ -182,6 +186,13 @@ class QRHSurrogate:
 
     def check(self, X, allow_extrapolation: bool = False) -> np.ndarray:
         """Validate raw inputs; outside the training box raise ``ValueError`` naming input and bounds."""
+        if not allow_extrapolation:
+            # Fast path for the common case (one vectorised comparison); the slow path names the culprit.
+            Xa = np.asarray(X, np.float64)
+            if Xa.ndim == 1 and Xa.size == N_INPUTS:
+                Xa = Xa[None, :]
+            if Xa.ndim == 2 and Xa.shape[1] == N_INPUTS and np.all((Xa >= self._lo) & (Xa <= self._hi)):
+                return Xa
         if allow_extrapolation:
             return check_inputs(X, None)
         try:
