@@ -1,0 +1,87 @@
+"""Shared helpers of the benchmark scripts: the surrogate under test, machine facts, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from qrh_lib.config import BENCHMARKS_DIR  # noqa: E402
+from qrh_lib.surrogate import QRHSurrogate, library_versions  # noqa: E402
+
+RESULTS_DIR = BENCHMARKS_DIR / "results"
+
+
+def common_parser(doc: str, name: str):
+    """Argument parser with the options every benchmark takes: --surrogate, --seed, --out."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--surrogate", default=None, help="artifact folder (default: train a smoke surrogate)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help=f"JSON path (default benchmarks/results/{name}.json)")
+    return p
+
+
+def get_surrogate(path: str | None, seed: int = 0) -> tuple[QRHSurrogate, dict]:
+    """Load the artifact at ``path``; without one, train a smoke surrogate of the default architecture
+    (width 128, 4 blocks) for a few epochs on synthetic data: its speed is that of the real network,
+    its accuracy means nothing."""
+    if path:
+        return QRHSurrogate.load(path), {"artifact": str(path), "smoke": False}
+    from qrh_lib.synthetic import write_synthetic_dataset
+    from qrh_lib.training import TrainConfig, train_from_folder
+
+    tmp = Path(tempfile.mkdtemp(prefix="qrh_bench_"))
+    data = write_synthetic_dataset(tmp / "data_synth", n_train=2000, n_val=400, n_test=400, seed=seed)
+    cfg = TrainConfig(n_components=12, epochs=20, seed=seed)
+    sur, _ = train_from_folder(data, cfg)
+    return sur, {"artifact": None, "smoke": True, "note": "synthetic smoke surrogate: timings only"}
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpu": cpu or platform.processor(),
+        "n_cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "load_avg_1min": os.getloadavg()[0],
+        "versions": library_versions(),
+    }
+
+
+def model_summary(sur: QRHSurrogate) -> dict:
+    return {
+        "n_params": int(sur.model.count_params()),
+        "K": int(sur.pca_info["K"]),
+        "config": sur.config.get("train", {}),
+    }
+
+
+def timeit(fn, repeat: int, number: int = 1) -> np.ndarray:
+    """Seconds per call of ``fn`` for ``repeat`` timings of ``number`` calls each."""
+    out = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        for _ in range(number):
+            fn()
+        out.append((time.perf_counter() - t) / number)
+    return np.asarray(out)
+
+
+def write_result(name: str, result: dict, out: str | None) -> Path:
+    path = Path(out) if out else RESULTS_DIR / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=float))
+    return path
