@@ -278,6 +278,10 @@ class QRHEngine:
         tau_end = grid.flat_maturities()
         # the control model: Black-Scholes with the scheme's exact expected variance E[V_k] on the same path
         ref_var = discrete_moments(X, h, self.kernel)[2][:-1]  # (N, B)
+        # the moment recursion ignores the cap on (Z - b)^2 and its second moments can explode (the model's
+        # E[V_t] is infinite for strong feedback, large a and eta); V itself never leaves [c, a q_cap + c]
+        a, c0 = X[None, :, 2], X[None, :, 4]
+        ref_var = np.clip(np.nan_to_num(ref_var, nan=np.inf), c0, a * cfg.q_cap + c0)
         log_s, hedge, z_mean, v_mean, log_ref = _simulate(
             tf.constant(X, dt), tf.constant(self.kernel.c, dt), tf.constant(self.kernel.gamma, dt),
             tf.constant(h, dt), tf.constant(hedge_flag), tf.constant(seg_ends, tf.int32), tf.cast(xi, dt),

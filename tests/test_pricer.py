@@ -235,3 +235,14 @@ def test_check_tables():
     # the check can fail: a pricer with a drift in S is caught
     S_drift = mart["E[S_T]"] * 1.01
     assert ((S_drift - 1) / mart["se"]).abs().max() > CHECK_TOL
+
+
+def test_black_scholes_control_survives_exploding_moments():
+    """At strong feedback the scheme's E[V_t] recursion explodes; the control must not turn vols into NaN."""
+    X = corner_states()[:2]  # a and eta at their maxima, weak mean reversion, z0 all at +0.5
+    cfg = MCConfig(n_paths=1024, steps_per_year=60, batch_size=2)
+    st = QRHEngine(default_grid(), cfg).simulate(X, np.arange(2))
+    assert np.isfinite(st.log_ref).all()
+    spot_only = surface_from_paths(st, default_grid(), "spot_cv")
+    both = surface_from_paths(st, default_grid())
+    assert np.array_equal(np.isfinite(both.iv), np.isfinite(spot_only.iv))
