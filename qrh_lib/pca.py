@@ -29,6 +29,12 @@ with :math:`\sigma_j` the label standard error at point :math:`j`. The estimated
 with :math:`\hat e_K \le f \cdot \mathrm{median}(\sigma)` (``fraction`` :math:`f = 0.25`): the
 truncation then adds at most a quarter of the labels' typical noise, so it is never the
 accuracy bottleneck of a network aiming at the noise level.
+
+Caveat: :math:`\nu_K` assumes the noise is independent across grid points. Monte Carlo labels of
+one surface share their paths, so their errors are correlated and partly lie inside the kept
+components; then :math:`\nu_K` overstates the discarded noise, :math:`\hat e_K` understates the
+signal error and the rule can pick K too small. Check the ``rmse_pts`` column too (it bounds the
+signal error from above), and prefer a K where both have levelled off.
 """
 
 from __future__ import annotations
