@@ -150,7 +150,7 @@ def calibrate(
     seed: int = 0,
     n_starts: int = 2,
     n_candidates: int = 256,
-    maxiter: int = 150,
+    maxiter: int = 100,
     ftol: float = 1e-8,
     gtol: float = 1e-6,
     backend: str = "numpy",
@@ -174,12 +174,15 @@ def calibrate(
         Starting points: the best ``n_starts`` of ``n_candidates`` uniform draws (``x0`` replaces the
         last of them if given).
     maxiter, ftol, gtol : L-BFGS-B settings (on f in squared vol points). The defaults stop once the
-        fit is far below Monte Carlo noise. Measured on a width-128, 4-block smoke surrogate: median
-        fit 0.02 vol points (max 0.08) on surfaces the surrogate produced, and within ~0.005 vol
-        points of the tightly converged fit on targets with 0.1 vol point noise, at ~50 ms median per
-        surface on a busy 2-core CPU. The flat directions of a rank-K surrogate (module docstring)
-        make tighter tolerances cost hundreds of iterations; for parameter-recovery studies use e.g.
-        ``maxiter=500, ftol=1e-14, gtol=1e-9``.
+        optimiser's residual is a small fraction of the Monte Carlo noise of labels (0.2-0.5 vol
+        points median standard error). Measured on a width-128, 4-block smoke surrogate, 50 targets:
+        median fit 0.013 vol points (max 0.05) on surfaces the surrogate produced, and within ~0.005
+        vol points of the tightly converged fit on targets with 0.1 vol point noise, at 50-55 ms CPU
+        median per surface on a 2-core CPU shared with other jobs (~200 us per objective and
+        gradient evaluation, ~110 evaluations per start). The flat directions of a rank-K surrogate
+        (module docstring) make tighter tolerances cost hundreds of iterations; for
+        parameter-recovery studies use e.g. ``maxiter=500, ftol=1e-14, gtol=1e-9``. ``n_starts=1``
+        halves the time at the risk of a local minimum.
     backend : {"numpy", "tf"}
         Gradient engine (module docstring).
     joint : bool
