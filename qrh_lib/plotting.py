@@ -277,3 +277,28 @@ def show_json(doc: dict) -> None:
         elif isinstance(v, dict):
             display(Markdown(f"**{k.replace('_', ' ')}**"))
             show_json(v)
+
+
+def convergence_table(doc: dict, stats=("median_abs_bias", "max_abs_bias")) -> pd.DataFrame:
+    """The convergence study's summary (``benchmarks/convergence.py``) as one table.
+
+    One row per time grid and set of states; for each statistic of the absolute discretisation bias over
+    states and strikes (median and largest by default), one column per maturity, in vol points.
+    """
+    rows = []
+    for name, g in doc.get("grids", {}).items():
+        for states in ("box", "corners"):
+            if states not in g:
+                continue
+            row = {("", "time grid"): name, ("", "steps"): g.get("n_steps"), ("", "states"): states}
+            for st in stats:
+                for m in g[states]["by_maturity"]:
+                    row[(st.replace("_", " ") + " (vol pts)", f"{m['maturity_days']}d")] = PTS * m.get(st, np.nan)
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    out.columns = pd.MultiIndex.from_tuples(out.columns)
+    return (
+        out.set_index([("", "time grid"), ("", "steps"), ("", "states")])
+        .rename_axis(["time grid", "steps", "states"])
+        .round(3)
+    )
