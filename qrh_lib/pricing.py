@@ -1,10 +1,15 @@
 r"""Monte Carlo implied-volatility surfaces of the QRH model.
 
 For each option of the grid the engine returns the out-of-the-money payoff :math:`Y` (puts for
-:math:`k < 0`, calls for :math:`k \ge 0`) on every path, and two zero-mean controls: the terminal spot
-:math:`C_1 = S_T - S_0` and the gains of a discretely rebalanced Black-Scholes delta hedge :math:`C_2`. With
-antithetic paths the unit of sampling is the pair, whose payoffs and controls are averaged first. The price
-is the regression (control-variate) estimator
+:math:`k < 0`, calls for :math:`k \ge 0`) on every path, and zero-mean controls:
+
+- ``spot``: the terminal spot, :math:`S_T - S_0`;
+- ``bs``: the same payoff under Black-Scholes with the deterministic variance :math:`E[V_t]` of the scheme
+  (exact, :mod:`qrh_lib.moments`), driven by the same Brownian path, minus its closed-form price;
+- ``hedge`` (optional, ``steps_per_hedge > 0``): the gains of a discretely rebalanced delta hedge.
+
+With antithetic paths the unit of sampling is the pair, whose payoffs and controls are averaged first. The
+price is the regression (control-variate) estimator
 
 .. math::
 
@@ -12,7 +17,8 @@ is the regression (control-variate) estimator
     \widehat{\mathrm{Cov}}(C, Y),
 
 with standard error :math:`\hat\sigma_{Y - \hat\beta^\top C} / \sqrt{n}`; the implied vol's standard error
-follows by the delta method, :math:`\mathrm{se}(\hat\pi) / (\mathrm{vega}\,\sqrt{T})`.
+follows by the delta method, :math:`\mathrm{se}(\hat\pi) / (\mathrm{vega}\,\sqrt{T})`. What each control
+buys, and at what cost, is measured by ``benchmarks/bench_engine.py``.
 """
 
 from __future__ import annotations
