@@ -297,25 +297,35 @@ def _write_preview(path: Path, X: np.ndarray, y: np.ndarray, grid: Grid) -> None
 
 
 def load_dataset(path: str | Path) -> dict:
-    """Load a finished dataset folder into a dict (splits, standard errors, scalers, manifest, grid)."""
+    """Read a finished ``data_<size>/`` folder into a dict.
+
+    Keys: ``train_X``, ``train_y``, ``train_iv_se``, the same for ``val`` and ``test`` (plus the ``*_index`` of
+    each row in the generated sample), ``x_scaler``, ``y_scaler``, ``manifest``, ``grid`` (Grid), ``box``
+    (InputBox) and ``path``.
+    """
     path = Path(path)
     manifest_path = path / "manifest.json"
     if not manifest_path.exists():
         raise FileNotFoundError(f"{path} is not a finished dataset (no manifest.json)")
     manifest = json.loads(manifest_path.read_text())
-    size = size_label(manifest["n_samples"])
-    test = np.load(path / f"test_{size}.npz")
-    d = {"manifest": manifest, "grid": Grid.from_dict(manifest["grid"]), "path": path}
-    for name in ("train", "val"):
-        d[f"{name}_X"] = np.load(path / f"{name}_X.npy")
-        d[f"{name}_y"] = np.load(path / f"{name}_y.npy")
-        d[f"{name}_se"] = np.load(path / f"{name}_iv_se.npy")
-    d["test_X"], d["test_y"], d["test_se"] = test["X"], test["y"], test["iv_se"]
-    with open(path / "x_scaler.pkl", "rb") as f:
-        d["x_scaler"] = pickle.load(f)
-    with open(path / "y_scaler.pkl", "rb") as f:
-        d["y_scaler"] = pickle.load(f)
-    return d
+    out = {"manifest": manifest, "grid": Grid.from_dict(manifest["grid"]), "path": path}
+    b = manifest["box"]
+    out["box"] = InputBox(b["name"], tuple(b["lower"]), tuple(b["upper"]))
+    for split in ("train", "val"):
+        for key in ("X", "y", "iv_se", "index"):
+            f = path / f"{split}_{key}.npy"
+            if f.exists():
+                out[f"{split}_{key}"] = np.load(f)
+    tests = sorted(path.glob("test_*.npz"))
+    if len(tests) != 1:
+        raise FileNotFoundError(f"{path} must hold exactly one test_<size>.npz, found {len(tests)}")
+    with np.load(tests[0]) as z:
+        for key in z.files:
+            out[f"test_{key}"] = z[key]
+    for name in ("x_scaler", "y_scaler"):
+        with open(path / f"{name}.pkl", "rb") as f:
+            out[name] = pickle.load(f)
+    return out
 
 
 def main(argv=None) -> int:

@@ -8,8 +8,6 @@ seeded NumPy generator, so two CPU trainings with the same seed give bit-identic
 
 from __future__ import annotations
 
-import json
-import pickle
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -236,33 +234,10 @@ def train_surrogate(
 
 
 def read_dataset_folder(path) -> dict:
-    """Read a ``data/raw/data_<size>/`` folder (layout of qrh_lib.data) into a dict of arrays.
+    """Read a dataset folder: :func:`qrh_lib.data.load_dataset` (the name the notebooks use)."""
+    from .data import load_dataset
 
-    Keys: ``train_X``, ``train_y``, ``val_X``, ``val_y``, ``test_X``, ``test_y``, ``*_iv_se`` when
-    present, ``x_scaler``, ``y_scaler``, ``manifest``, ``grid`` (Grid), ``box`` (InputBox).
-    """
-    path = Path(path)
-    out = {}
-    for split in ("train", "val"):
-        for key in ("X", "y", "iv_se"):
-            f = path / f"{split}_{key}.npy"
-            if f.exists():
-                out[f"{split}_{key}"] = np.load(f)
-    tests = sorted(path.glob("test_*.npz"))
-    if tests:
-        with np.load(tests[0]) as z:
-            for key in z.files:
-                out[f"test_{key}"] = z[key]
-    for name in ("x_scaler", "y_scaler"):
-        if (path / f"{name}.pkl").exists():
-            with open(path / f"{name}.pkl", "rb") as f:
-                out[name] = pickle.load(f)
-    manifest = json.loads((path / "manifest.json").read_text())
-    out["manifest"] = manifest
-    out["grid"] = Grid.from_dict(manifest["grid"])
-    b = manifest["box"]
-    out["box"] = InputBox(b["name"], tuple(b["lower"]), tuple(b["upper"]))
-    return out
+    return load_dataset(path)
 
 
 def train_from_folder(

@@ -38,9 +38,9 @@ def test_layout_and_manifest(full_run):
     assert m["split"] == {"train": round(0.8 * n_kept), "val": round(0.1 * n_kept),
                           "test": n_kept - round(0.8 * n_kept) - round(0.1 * n_kept)}
     assert d["train_X"].shape == (m["split"]["train"], 15) and d["train_y"].shape == (m["split"]["train"], 60)
-    assert d["test_y"].shape == d["test_se"].shape == (m["split"]["test"], 60)
+    assert d["test_y"].shape == d["test_iv_se"].shape == (m["split"]["test"], 60)
     for split in ("train", "val", "test"):
-        assert np.isfinite(d[f"{split}_y"]).all() and (d[f"{split}_se"] > 0).all()
+        assert np.isfinite(d[f"{split}_y"]).all() and (d[f"{split}_iv_se"] > 0).all()
         check_inputs(d[f"{split}_X"], RZ_BOX)
     # scalers are fitted on the training split only
     xs = d["x_scaler"].transform(d["train_X"])
@@ -58,7 +58,7 @@ def test_interrupted_run_resumes_to_the_same_dataset(tmp_path, full_run):
     generate_dataset(cfg, out, progress=False)
     assert (out / "shards" / "shard_00000.npz").stat().st_mtime_ns == first  # kept, not recomputed
     a, b = load_dataset(out), load_dataset(full_run)
-    for key in ("train_X", "train_y", "train_se", "val_y", "test_y", "test_se"):
+    for key in ("train_X", "train_y", "train_iv_se", "val_y", "test_y", "test_iv_se"):
         np.testing.assert_array_equal(a[key], b[key])
 
 
