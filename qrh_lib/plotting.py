@@ -302,3 +302,24 @@ def convergence_table(doc: dict, stats=("median_abs_bias", "max_abs_bias")) -> p
         .rename_axis(["time grid", "steps", "states"])
         .round(3)
     )
+
+
+def plot_smile_panels(surfaces: dict, grid: Grid, title: str = ""):
+    """One panel per maturity, one line per surface (e.g. a target, its fit and a re-pricing)."""
+    n_cols = 3
+    n_rows = -(-grid.n_T // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(13, 3.4 * n_rows), squeeze=False, sharex=False)
+    for j, ax in enumerate(axes.flat):
+        if j >= grid.n_T:
+            ax.set_visible(False)
+            continue
+        for s, (label, y) in enumerate(surfaces.items()):
+            Y = PTS * np.asarray(y, np.float64).reshape(grid.shape)
+            ax.plot(grid.log_moneyness[:, j], Y[:, j], marker="o" if s == 0 else None, ms=3, label=label)
+        ax.set_title(_t_labels(grid)[j], fontsize=10)
+        ax.set_xlabel("log-moneyness k")
+        ax.set_ylabel("implied vol (%)")
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
