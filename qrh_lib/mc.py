@@ -45,11 +45,11 @@ class MCConfig:
     """Settings of the Monte Carlo engine; the defaults are the accuracy-qualified ones (see the
     convergence study in ``benchmarks/convergence.py``)."""
 
-    n_paths: int = 32_768  # paths per parameter set (antithetic pairs count twice)
+    n_paths: int = 24_576  # paths per parameter set (antithetic pairs count twice)
     steps_per_year: int = 365  # step density after the fine start, steps per year
     first_step: float = 1e-5  # first time step, years
     grading: float = 0.01  # in the fine start, step = max(first_step, grading * t)
-    steps_per_hedge: int = 0  # steps between rebalancing dates of the delta-hedge control (0: no hedge)
+    steps_per_hedge: int = 32  # steps between rebalancing dates of the delta-hedge control (0: no hedge)
     antithetic: bool = True  # antithetic pairs (xi, -xi)
     q_cap: float = 400.0  # cap on (Z - b)^2 (Rosenbaum & Zhang's footnote); never reached in the RZ box
     batch_size: int = 8  # parameter sets simulated together
@@ -139,28 +139,37 @@ def sample_seeds(seed: int, index: np.ndarray) -> np.ndarray:
 @tf.function
 def _simulate(params, c, gamma, h, hedge_flag, seg_ends, xi, log_k, tau_end, q_cap, antithetic, ref_var, hedged):
     """Core loop. Shapes: params (B, 15); h (N,); hedge_flag (N+1,) bool; seg_ends (n_T,) int (step index of
-    each maturity); xi (N, B, D) normals; log_k (n_opt,) and tau_end (n_opt,) maturity of each option.
+    each maturity); xi (N, B, D) normals; log_k (n_opt,) and tau_end (n_opt,) maturity of each option;
+    ref_var (N, B) variance of the Black-Scholes control model.
 
-    Returns log-spot at each maturity (n_T, B, P), hedge gains (B, n_opt, P), and the path means of the
-    factors (n_T, n, B) and of the variance (n_T, B) at each maturity.
+    Paths are held as (B, S, D) with S = 2 antithetic signs (path ``s * D + d`` of the flat layout) or S = 1,
+    and each step is written with as few tensor operations as possible (their count, not the arithmetic,
+    bounds the speed on a CPU). Returns log-spot at each maturity (n_T, B, P), hedge gains (B, n_opt, P), the
+    path means of the factors (n_T, n, B) and of the variance (n_T, B), and the control model's log-spot
+    (n_T, B, P).
     """
     dt = xi.dtype
-    lam, eta, a, b, c0 = (params[:, j : j + 1] for j in range(5))
-    z = tf.transpose(params[:, 5:])[:, :, None] * tf.ones_like(xi[0])[None]  # (n, B, D)
-    if antithetic:
-        z = tf.concat([z, z], axis=-1)
-    P = tf.shape(z)[-1]
-    B = tf.shape(z)[1]
+    lam, eta, a, b, c0 = (params[:, j : j + 1, None] for j in range(5))  # (B, 1, 1)
+    sign = tf.constant([1.0, -1.0] if antithetic else [1.0], dt)[None, :, None]  # (1, S, 1)
+    S = sign.shape[1]
+    B = xi.shape[1]
+    D = xi.shape[2]
+    P = S * D
+    z = tf.transpose(params[:, 5:])[:, :, None, None] * tf.ones([1, 1, S, D], dt)  # (n, B, S, D)
     n_opt = tf.shape(log_k)[0]
-    inv = 1.0 / (1.0 + gamma[None, :] * h[:, None])  # (N, n)
+    inv = (1.0 / (1.0 + gamma[None, :] * h[:, None]))[:, :, None, None, None]  # (N, n, 1, 1, 1)
     sqrt_h = tf.sqrt(h)
+    eta_sh = eta[None] * sqrt_h[:, None, None, None]  # (N, B, 1, 1)
+    lam_h = lam[None] * h[:, None, None, None]
+    half_h = 0.5 * h
     times = tf.concat([tf.zeros([1], dt), tf.cumsum(h)], axis=0)
 
     def variance(z):
         Z = tf.tensordot(c, z, axes=1)
-        return Z, a * tf.minimum(tf.square(Z - b), q_cap) + c0
+        d = Z - b
+        return Z, a * tf.minimum(d * d, q_cap) + c0
 
-    def delta(x, sv, t):
+    def delta(x, sv, t):  # x, sv (B, P)
         tau = tf.maximum(tau_end - t, 0.0)[None, :, None]  # (1, n_opt, 1)
         s = sv[:, None, :] * tf.sqrt(tau)
         d1 = (x[:, None, :] - log_k[None, :, None]) / tf.maximum(s, 1e-30) + 0.5 * s
@@ -168,53 +177,54 @@ def _simulate(params, c, gamma, h, hedge_flag, seg_ends, xi, log_k, tau_end, q_c
         # normal CDF (error < 0.01) costs much less than erfc
         return tf.where(tau > 0, tf.sigmoid(1.702 * d1), tf.zeros_like(d1))
 
-    x = tf.zeros([B, P], dt)
-    x_ref = tf.zeros([B, P], dt)
-    ref_sd = tf.sqrt(ref_var)  # (N, B): deterministic reference variance of the control model
+    def flat(u):  # (B, S, D) -> (B, P)
+        return tf.reshape(u, [B, P])
+
+    x = tf.zeros([B, S, D], dt)
     _, v = variance(z)
     if hedged:
         hedge = tf.zeros([B, n_opt, P], dt)
-        dlt = delta(x, tf.sqrt(v), times[0])
+        dlt = delta(flat(x), flat(tf.sqrt(v)), times[0])
     else:  # placeholders, never updated
         hedge = dlt = tf.zeros([B, n_opt, 1], dt)
     s_last = tf.ones([B, P], dt)
-    outs, ref_outs, z_means, v_means = [], [], [], []
 
-    def step(k, z, x, x_ref, hedge, dlt, s_last):
+    def step(k, z, x, hedge, dlt, s_last):
         Z, v = variance(z)
         sv = tf.sqrt(v)
-        g = xi[k]
-        if antithetic:
-            g = tf.concat([g, -g], axis=-1)
-        dw = sqrt_h[k] * g
-        noise = eta * sv * dw - lam * Z * h[k]
-        z = (z + noise[None]) * inv[k][:, None, None]
-        x = x - 0.5 * v * h[k] + sv * dw
-        x_ref = x_ref - 0.5 * ref_var[k][:, None] * h[k] + ref_sd[k][:, None] * dw
+        svg = sv * (xi[k][:, None, :] * sign)  # sqrt(V) * dW / sqrt(h)
+        z = (z + (eta_sh[k] * svg - lam_h[k] * Z)) * inv[k]
+        x = x + sqrt_h[k] * svg - half_h[k] * v
 
         def rebalance():
-            s = tf.exp(x)
+            s = tf.exp(flat(x))
             new_hedge = hedge + dlt * (s - s_last)[:, None, :]
             _, v1 = variance(z)
-            return new_hedge, delta(x, tf.sqrt(v1), times[k + 1]), s
+            return new_hedge, delta(flat(x), flat(tf.sqrt(v1)), times[k + 1]), s
 
         if hedged:
             hedge, dlt, s_last = tf.cond(hedge_flag[k + 1], rebalance, lambda: (hedge, dlt, s_last))
-        return k + 1, z, x, x_ref, hedge, dlt, s_last
+        return k + 1, z, x, hedge, dlt, s_last
 
+    # the control model's log-spot needs no loop: a weighted sum of the normals, segment by segment
+    w = tf.sqrt(ref_var) * sqrt_h[:, None]  # (N, B)
+    var_h = tf.cumsum(ref_var * h[:, None], axis=0)  # (N, B)
+    ref_sum = tf.zeros([B, D], dt)
     k = tf.constant(0)
+    outs, ref_outs, z_means, v_means = [], [], [], []
     for j in range(seg_ends.shape[0]):
-        end = seg_ends[j]
-        k, z, x, x_ref, hedge, dlt, s_last = tf.while_loop(
+        start, end = k, seg_ends[j]
+        k, z, x, hedge, dlt, s_last = tf.while_loop(
             lambda k, *_: k < end,  # noqa: B023
             step,
-            (k, z, x, x_ref, hedge, dlt, s_last),
+            (k, z, x, hedge, dlt, s_last),
             parallel_iterations=1,
         )
-        outs.append(x)
-        ref_outs.append(x_ref)
-        z_means.append(tf.reduce_mean(z, axis=-1))
-        v_means.append(tf.reduce_mean(variance(z)[1], axis=-1))
+        outs.append(flat(x))
+        ref_sum = ref_sum + tf.einsum("kbd,kb->bd", xi[start:end], w[start:end])
+        ref_outs.append(flat(ref_sum[:, None, :] * sign - 0.5 * var_h[end - 1][:, None, None]))
+        z_means.append(tf.reduce_mean(tf.reshape(z, [-1, B, P]), axis=-1))
+        v_means.append(tf.reduce_mean(flat(variance(z)[1]), axis=-1))
     return tf.stack(outs), hedge, tf.stack(z_means), tf.stack(v_means), tf.stack(ref_outs)
 
 
