@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from scipy.stats import qmc  # noqa: E402
 
-from qrh_lib.convergence import corner_states, coupled_bias  # noqa: E402
+from qrh_lib.convergence import bias_by_maturity, corner_states, coupled_bias  # noqa: E402
 from qrh_lib.data import _atomic_write, versions  # noqa: E402
 from qrh_lib.grid import default_grid  # noqa: E402
 from qrh_lib.mc import MCConfig, QRHEngine  # noqa: E402
@@ -35,33 +35,6 @@ CANDIDATES = {
     "default": {},
     "default_x2": {"steps_per_year": 730, "first_step": 5e-6, "grading": 0.005},
 }
-
-
-def summarise(res, grid):
-    n_K, n_T = grid.shape
-    b = res["bias"].reshape(-1, n_K, n_T)
-    se = res["bias_se"].reshape(-1, n_K, n_T)
-    rows = []
-    for j, T in enumerate(grid.maturities):
-        bj, sj = b[:, :, j], se[:, :, j]
-        ok = np.isfinite(bj) & np.isfinite(sj)
-        beyond = ok & (np.abs(bj) - 3 * sj > TOL)
-        if not ok.any():
-            rows.append({"maturity_days": round(float(T) * 365), "points": 0})
-            continue
-        rows.append(
-            {
-                "maturity_days": round(float(T) * 365),
-                "median_abs_bias": float(np.median(np.abs(bj[ok]))),
-                "p90_abs_bias": float(np.percentile(np.abs(bj[ok]), 90)),
-                "max_abs_bias": float(np.max(np.abs(bj[ok]))),
-                "median_bias_se": float(np.median(sj[ok])),
-                "points": int(ok.sum()),
-                "points_beyond_0.1_vol_pt": int(beyond.sum()),
-                "states_beyond_0.1_vol_pt": int(np.any(beyond, axis=1).sum()),
-            }
-        )
-    return rows
 
 
 def main(argv=None):
@@ -95,7 +68,7 @@ def main(argv=None):
             t0 = time.perf_counter()
             res = coupled_bias(X, grid, cfg, refine=a.refine, seed=1)
             entry[set_name] = {
-                "by_maturity": summarise(res, grid),
+                "by_maturity": bias_by_maturity(res, grid, TOL),
                 "seconds": time.perf_counter() - t0,
                 "missing_vols": int(np.sum(~np.isfinite(res["bias"]))),
             }

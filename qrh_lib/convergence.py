@@ -78,16 +78,24 @@ def coupled_bias(X, grid: Grid | None = None, config: MCConfig | None = None, re
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def bias_by_maturity(result: dict, grid: Grid | None = None) -> dict:
-    """Largest absolute bias (and its standard error) at each maturity, over states and strikes."""
+def bias_by_maturity(result: dict, grid: Grid | None = None, tol: float = 1e-3) -> list[dict]:
+    """Summary of :func:`coupled_bias` by maturity: median, 90th percentile and largest absolute bias, and how many
+    points (and states) are biased beyond ``tol`` by more than three standard errors."""
     grid = grid or default_grid()
     n_K, n_T = grid.shape
-    b = np.abs(result["bias"]).reshape(-1, n_K, n_T)
+    b = result["bias"].reshape(-1, n_K, n_T)
     se = result["bias_se"].reshape(-1, n_K, n_T)
     rows = []
     for j, T in enumerate(grid.maturities):
-        bj = np.where(np.isfinite(b[:, :, j]), b[:, :, j], -1.0)
-        i = np.unravel_index(np.argmax(bj), bj.shape)
-        rows.append({"maturity": float(T), "max_abs_bias": float(bj[i]), "bias_se_there": float(se[:, :, j][i]),
-                     "median_abs_bias": float(np.nanmedian(b[:, :, j]))})
-    return {"by_maturity": rows, "max_abs_bias": max(r["max_abs_bias"] for r in rows)}
+        bj, sj = b[:, :, j], se[:, :, j]
+        ok = np.isfinite(bj) & np.isfinite(sj)
+        beyond = ok & (np.abs(bj) - 3 * sj > tol)
+        row = {"maturity_days": round(float(T) * 365), "points": int(ok.sum())}
+        if ok.any():
+            row.update({"median_abs_bias": float(np.median(np.abs(bj[ok]))),
+                        "p90_abs_bias": float(np.percentile(np.abs(bj[ok]), 90)),
+                        "max_abs_bias": float(np.max(np.abs(bj[ok]))), "median_bias_se": float(np.median(sj[ok])),
+                        "points_beyond_tol": int(beyond.sum()), "states_beyond_tol": int(np.any(beyond, axis=1).sum()),
+                        "states": int(b.shape[0])})
+        rows.append(row)
+    return rows

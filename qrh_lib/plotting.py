@@ -279,11 +279,12 @@ def show_json(doc: dict) -> None:
             show_json(v)
 
 
-def convergence_table(doc: dict, stats=("median_abs_bias", "max_abs_bias")) -> pd.DataFrame:
+def convergence_table(doc: dict, stats=("median_abs_bias", "max_abs_bias", "states_beyond_tol")) -> pd.DataFrame:
     """The convergence study's summary (``benchmarks/convergence.py``) as one table.
 
     One row per time grid and set of states; for each statistic of the absolute discretisation bias over
-    states and strikes (median and largest by default), one column per maturity, in vol points.
+    states and strikes (median and largest by default, in vol points), and the number of states with a point
+    biased beyond the tolerance by more than three standard errors, one column per maturity.
     """
     rows = []
     for name, g in doc.get("grids", {}).items():
@@ -293,7 +294,11 @@ def convergence_table(doc: dict, stats=("median_abs_bias", "max_abs_bias")) -> p
             row = {("", "time grid"): name, ("", "steps"): g.get("n_steps"), ("", "states"): states}
             for st in stats:
                 for m in g[states]["by_maturity"]:
-                    row[(st.replace("_", " ") + " (vol pts)", f"{m['maturity_days']}d")] = PTS * m.get(st, np.nan)
+                    if st == "states_beyond_tol":
+                        label = f"states biased > {PTS * doc.get('tolerance', 1e-3):g} vol pt"
+                        row[(label, f"{m['maturity_days']}d")] = m.get(st, np.nan)
+                    else:
+                        row[(st.replace("_", " ") + " (vol pts)", f"{m['maturity_days']}d")] = PTS * m.get(st, np.nan)
             rows.append(row)
     out = pd.DataFrame(rows)
     out.columns = pd.MultiIndex.from_tuples(out.columns)

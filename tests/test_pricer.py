@@ -246,3 +246,17 @@ def test_black_scholes_control_survives_exploding_moments():
     both = surface_from_paths(st, default_grid())
     assert np.isfinite(both.price).all() and both.nan_reasons()["nan_input"] == 0
     assert np.isfinite(both.iv).sum() > 60  # these states are wild: only part of their vols exist at 1024 paths
+
+
+def test_bias_summary_counts_only_significant_bias():
+    from qrh_lib.convergence import bias_by_maturity
+
+    g = default_grid()
+    bias = np.zeros((3, g.size))
+    se = np.full((3, g.size), 1e-4)
+    bias[0, 0] = 5e-3  # state 0, 30 days: far beyond 0.1 vol point
+    bias[1, 1] = 1.2e-3  # state 1, 60 days: beyond 0.1 vol point but within 3 standard errors of it
+    se[1, 1] = 1e-4
+    rows = bias_by_maturity({"bias": bias, "bias_se": se}, g)
+    assert [r["states_beyond_tol"] for r in rows] == [1, 0, 0, 0, 0, 0]
+    assert rows[0]["max_abs_bias"] == 5e-3 and rows[1]["max_abs_bias"] == 1.2e-3 and rows[0]["states"] == 3
