@@ -138,6 +138,7 @@ def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes the file private; datasets and results are meant to be read
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
