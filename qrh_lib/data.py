@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,7 @@ import numpy as np
 from .config import PROJ_ROOT, RAW_DATA_DIR
 from .grid import Grid, default_grid
 from .iv import NAN_REASONS
-from .params import BOXES, PARAM_NAMES, InputBox
+from .params import BOXES, PARAM_NAMES, InputBox, strict_from_dict
 
 SAMPLERS = ("sobol", "uniform")
 SPLIT = (0.8, 0.1, 0.1)
@@ -72,11 +72,7 @@ class GenerationConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> GenerationConfig:
-        allowed = {f.name for f in fields(cls)}
-        unknown = set(d) - allowed
-        if unknown:
-            raise ValueError(f"unknown GenerationConfig option(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-        return cls(**d)
+        return strict_from_dict(cls, d, "option(s)")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -28,7 +28,7 @@ a discretely rebalanced Black-Scholes delta hedge (delta taken at the path's cur
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -37,7 +37,7 @@ import tensorflow as tf  # noqa: E402
 
 from .kernel import ALPHA, N_FACTORS, geometric_nodes  # noqa: E402
 from .moments import discrete_moments  # noqa: E402
-from .params import check_inputs  # noqa: E402
+from .params import check_inputs, strict_from_dict  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -78,12 +78,7 @@ class MCConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> MCConfig:
-        d = dict(d or {})
-        allowed = {f.name for f in fields(cls)}
-        unknown = set(d) - allowed
-        if unknown:
-            raise ValueError(f"unknown MCConfig option(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-        return cls(**d)
+        return strict_from_dict(cls, dict(d or {}), "option(s)")
 
     def to_dict(self) -> dict:
         return asdict(self)

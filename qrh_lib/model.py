@@ -42,7 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from .grid import Grid, default_grid
-from .params import N_INPUTS
+from .params import N_INPUTS, strict_from_dict
 from .pca import reconstruction_affine
 
 PACKAGE = "qrh_lib"
@@ -179,15 +179,6 @@ def get_reconstruction_layer(model: keras.Model) -> PCAReconstruction:
 
 
 # --------------------------------------------------------------------------- loss
-def strict_from_dict(cls, d: dict):
-    """Build the dataclass ``cls`` from ``d``, rejecting unknown keys with the allowed ones listed."""
-    allowed = sorted(f.name for f in fields(cls))
-    unknown = set(d) - set(allowed)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}; allowed: {allowed}")
-    return cls(**d)
-
-
 @dataclass(frozen=True)
 class LossConfig:
     """Weights of the surface loss (see module docstring). Errors are in vol points."""

@@ -6,7 +6,7 @@ Order: :math:`(\lambda, \eta, a, b, c, z^1_0, \dots, z^{10}_0)`; :math:`\alpha =
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -94,3 +94,12 @@ def check_inputs(X, ranges: dict[str, tuple[float, float]] | InputBox | None = N
             i = int(np.flatnonzero(bad)[0])
             raise ValueError(f"{what}[{i}, {j}] ({name}) = {col[i]:.6g} is outside its allowed range [{lo}, {hi}]")
     return X
+
+
+def strict_from_dict(cls, d: dict, noun: str = "keys"):
+    """Build the dataclass ``cls`` from ``d``, rejecting unknown keys with the allowed ones listed."""
+    allowed = sorted(f.name for f in fields(cls))
+    unknown = set(d) - set(allowed)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} {noun} {sorted(unknown)}; allowed: {allowed}")
+    return cls(**d)

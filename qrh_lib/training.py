@@ -110,7 +110,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        from .model import strict_from_dict
+        from .params import strict_from_dict
 
         return strict_from_dict(cls, d)
 
