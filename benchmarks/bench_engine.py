@@ -22,6 +22,7 @@ from scipy.stats import qmc  # noqa: E402
 
 from qrh_lib.data import _atomic_write, versions  # noqa: E402
 from qrh_lib.grid import default_grid  # noqa: E402
+from qrh_lib.kernel import SCHEMES  # noqa: E402
 from qrh_lib.mc import MCConfig, QRHEngine, sample_normals, sample_seeds  # noqa: E402
 from qrh_lib.mc_numpy import simulate_numpy  # noqa: E402
 from qrh_lib.params import RZ_BOX  # noqa: E402
@@ -43,18 +44,20 @@ def box_samples(n, seed=11):
     return RZ_BOX.lo + (RZ_BOX.hi - RZ_BOX.lo) * qmc.Sobol(15, seed=seed).random(n)
 
 
-def throughput(X, repeats, n_paths):
+def throughput(X, repeats, n_paths, scheme):
     """Path-steps per second of the TensorFlow engine and of NumPy, same scheme, same normals, no hedge."""
     grid = default_grid()
-    cfg = MCConfig(n_paths=n_paths, batch_size=len(X), steps_per_hedge=0)
+    cfg = MCConfig(n_paths=n_paths, batch_size=len(X), steps_per_hedge=0, scheme=scheme)
     eng = QRHEngine(grid, cfg)
-    xi = sample_normals(sample_seeds(0, np.arange(len(X))), eng.n_steps, n_paths // 2).numpy()
+    coef = eng.coefficients
+    xi = sample_normals(sample_seeds(0, np.arange(len(X))), eng.n_steps, n_paths // 2, coef.n_normals).numpy()
     eng.simulate(X, np.arange(len(X)), xi=xi)  # compile
     t_tf, _ = best_of(lambda: eng.simulate(X, np.arange(len(X)), xi=xi), repeats)
     k = eng.kernel
-    t_np, _ = best_of(lambda: simulate_numpy(X, k.c, k.gamma, eng.h, eng.seg_ends, xi), repeats)
+    t_np, _ = best_of(lambda: simulate_numpy(X, k.c, k.gamma, eng.h, eng.seg_ends, xi, coefficients=coef), repeats)
     path_steps = len(X) * n_paths * eng.n_steps
     return {
+        "scheme": scheme,
         "samples": len(X),
         "n_paths": n_paths,
         "n_steps": eng.n_steps,
@@ -147,7 +150,8 @@ def main(argv=None):
         "load_average_at_start": os.getloadavg(),
         "versions": versions(),
     }
-    result["throughput"] = [throughput(X[:8], a.repeats, n) for n in (4096, MCConfig().n_paths)]
+    result["throughput"] = [throughput(X[:8], a.repeats, n, scheme) for scheme in SCHEMES
+                            for n in (4096, MCConfig().n_paths)]
     print(json.dumps(result["throughput"], indent=1), flush=True)
     result["variance_reduction"] = variance_reduction(X[:8], a.repeats)
     print(json.dumps(result["variance_reduction"], indent=1), flush=True)

@@ -1,12 +1,16 @@
-"""Convergence study of the time grid: discretisation bias against a finer grid, over the input box.
+"""Convergence study of the scheme and time grid: discretisation bias against a much finer grid, over the box.
 
-For each candidate time grid, states drawn over Rosenbaum & Zhang's box (scrambled Sobol) and the stress
-states at the corners of z0 (qrh_lib.convergence.corner_states) are priced on the grid and on a grid
-``--refine`` times finer, with the same Brownian paths. The bias of each implied vol is the coupled difference;
-a point counts as biased beyond 0.1 vol point only when its bias exceeds 0.001 by more than three standard
-errors. Writes benchmarks/results/convergence.json.
+States drawn over Rosenbaum & Zhang's box (scrambled Sobol; reported apart for the stable states and the
+explosive ones, whose second moments grow without bound, see qrh_lib.moments.second_moment_growth) and stress
+states at the corners of z0 (qrh_lib.convergence.corner_states) are priced by each candidate (a factor scheme,
+on the default time grid or on it with every step halved) and by the reference: the exponential (ETD) scheme on
+the default grid with every step split ``--refine`` times, on the same Brownian paths
+(qrh_lib.convergence.scheme_study). The bias of each implied vol is the coupled difference; a point counts as
+biased beyond 0.1 vol point only when its bias exceeds 0.001 by more than three standard errors. The reference's
+own error is estimated by the reference at half its refinement (candidate ``etd_ref_half``). Writes
+benchmarks/results/convergence.json.
 
-    python benchmarks/convergence.py [--n-box 32] [--n-paths 8192] [--refine 8]
+    python benchmarks/convergence.py [--n-box 32] [--n-paths 8192] [--refine 32]
 """
 
 from __future__ import annotations
@@ -22,34 +26,52 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from scipy.stats import qmc  # noqa: E402
 
-from qrh_lib.convergence import bias_by_maturity, corner_states, coupled_bias  # noqa: E402
+from qrh_lib.convergence import bias_by_maturity, corner_states, scheme_study  # noqa: E402
 from qrh_lib.data import _atomic_write, versions  # noqa: E402
 from qrh_lib.grid import default_grid  # noqa: E402
 from qrh_lib.mc import MCConfig, QRHEngine  # noqa: E402
+from qrh_lib.moments import second_moment_growth  # noqa: E402
 from qrh_lib.params import PARAM_NAMES, RZ_BOX  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "convergence.json"
 TOL = 1e-3  # 0.1 vol point
-CANDIDATES = {
-    "uniform_daily": {"steps_per_year": 365, "first_step": 1 / 365, "grading": 0.0},
-    "default": {},
-    "default_x2": {"steps_per_year": 730, "first_step": 5e-6, "grading": 0.005},
+CANDIDATES = {  # name: (factor scheme, split of each step of the default grid)
+    "implicit": ("implicit", 1),
+    "etd": ("etd", 1),
+    "implicit_x2": ("implicit", 2),
+    "etd_x2": ("etd", 2),
 }
+
+
+def per_state(X, res, grid):
+    """Each state's growth rate and, by maturity, its largest |bias| and largest |bias| - 3 se (vol units)."""
+    shape = (-1, *grid.shape)
+    b, se = np.abs(res["bias"].reshape(shape)), res["bias_se"].reshape(shape)
+    with np.errstate(invalid="ignore"):
+        worst = np.nanmax(np.where(np.isfinite(b), b, -np.inf), axis=1)
+        excess = np.nanmax(np.where(np.isfinite(b), b - 3 * se, -np.inf), axis=1)
+    return [{"growth": float(g), "max_abs_bias": [float(v) if np.isfinite(v) else None for v in w],
+             "max_excess": [float(v) if np.isfinite(v) else None for v in e]}
+            for g, w, e in zip(second_moment_growth(X), worst, excess, strict=True)]
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n-box", type=int, default=32)
     p.add_argument("--n-paths", type=int, default=8192)
-    p.add_argument("--refine", type=int, default=8)
+    p.add_argument("--refine", type=int, default=32)
     p.add_argument("--candidates", nargs="*", default=list(CANDIDATES))
     p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--sets", nargs="*", default=["box_stable", "corners", "corners_near_critical", "box_explosive"],
+                   help="sets of states to study; with --update, the others are kept from the existing file")
+    p.add_argument("--update", action="store_true", help="update the sets given in an existing results file")
     a = p.parse_args(argv)
     grid = default_grid()
-    sets = {
-        "box": RZ_BOX.lo + (RZ_BOX.hi - RZ_BOX.lo) * qmc.Sobol(15, seed=21).random(a.n_box),
-        "corners": corner_states(),
-    }
+    box = RZ_BOX.lo + (RZ_BOX.hi - RZ_BOX.lo) * qmc.Sobol(15, seed=21).random(a.n_box)
+    explosive = second_moment_growth(box) > 0
+    sets = {"box_stable": box[~explosive], "corners": corner_states(feedback=0.5),
+            "corners_near_critical": corner_states(feedback=0.9), "box_explosive": box[explosive]}
+    sets = {k: v for k, v in sets.items() if k in a.sets}
     result = {
         "benchmark": "convergence",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -61,19 +83,34 @@ def main(argv=None):
         "states": {k: v.tolist() for k, v in sets.items()},
         "grids": {},
     }
-    for name in a.candidates:
-        cfg = MCConfig(n_paths=a.n_paths, batch_size=4).replace(**CANDIDATES[name])
-        entry = {"config": cfg.to_dict(), "n_steps": QRHEngine(grid, cfg).n_steps}
-        for set_name, X in sets.items():
-            t0 = time.perf_counter()
-            res = coupled_bias(X, grid, cfg, refine=a.refine, seed=1)
+    if a.update and a.out.exists():
+        old = json.loads(a.out.read_text())
+        same = (old["refine"], old["n_paths"], list(old["candidates"])) == (a.refine, a.n_paths,
+                                                                          [*a.candidates, "etd_ref_half"])
+        if not same:
+            raise SystemExit(f"{a.out} was made with other settings; run without --update")
+        result["grids"], result["states"] = old["grids"], {**old["states"], **result["states"]}
+    cfg = MCConfig(n_paths=a.n_paths, batch_size=2)
+    cands = {name: CANDIDATES[name] for name in a.candidates}
+    cands["etd_ref_half"] = ("etd", a.refine // 2)
+    result["reference"] = {"scheme": "etd", "refine": a.refine, "n_steps": QRHEngine(grid, cfg).n_steps * a.refine}
+    result["candidates"] = {name: {"scheme": sc, "split": sp, "n_steps": QRHEngine(grid, cfg).n_steps * sp}
+                            for name, (sc, sp) in cands.items()}
+    for set_name, X in sets.items():
+        t0 = time.perf_counter()
+        res = scheme_study(X, grid, cfg, refine=a.refine, candidates=cands, seed=1)
+        secs = time.perf_counter() - t0
+        for name in cands:
+            entry = result["grids"].setdefault(name, {})
             entry[set_name] = {
-                "by_maturity": bias_by_maturity(res, grid, TOL),
-                "seconds": time.perf_counter() - t0,
-                "missing_vols": int(np.sum(~np.isfinite(res["bias"]))),
+                "by_maturity": bias_by_maturity(res[name], grid, TOL),
+                "seconds_all_candidates": secs,
+                "missing_vols": int(np.sum(~np.isfinite(res[name]["bias"]))),
+                "per_state": per_state(X, res[name], grid),
             }
-            print(name, set_name, json.dumps(entry[set_name]["by_maturity"]), flush=True)
-        result["grids"][name] = entry
+            print(name, set_name, json.dumps([(r["maturity_days"], round(100 * r.get("median_abs_bias", np.nan), 3),
+                                               r.get("states_beyond_tol")) for r in entry[set_name]["by_maturity"]]),
+                  flush=True)
         _atomic_write(a.out, lambda f: f.write(json.dumps(result, indent=2).encode()))
     print(f"wrote {a.out}")
 

@@ -16,6 +16,12 @@ dimensions a low-discrepancy design covers the box more evenly than i.i.d. unifo
 and clusters at this sample size; scrambling keeps each point uniformly distributed, and sample ``i`` is the
 ``i``-th point of the seeded sequence, whatever the shard layout. ``sampler="uniform"`` is available.
 
+Domain: the whole box by default (Rosenbaum & Zhang's, for comparability). Part of it is explosive (the
+factors' second moments grow without bound, :func:`qrh_lib.moments.second_moment_growth`): there implied vols
+are heavy-tailed Monte Carlo estimates, not smooth functions of the inputs. Every dataset records each sample's
+growth rate (``*_growth.npy``) and counts the explosive samples in its manifest; ``domain="stable"`` keeps the
+points of the sequence that are stable (sample ``i`` is the ``i``-th stable point).
+
 Run it from the command line: ``python -m qrh_lib.data generate --n-samples 2000 --seed 0``.
 """
 
@@ -42,6 +48,7 @@ from .iv import NAN_REASONS
 from .params import BOXES, PARAM_NAMES, InputBox, strict_from_dict
 
 SAMPLERS = ("sobol", "uniform")
+DOMAINS = ("box", "stable")
 SPLIT = (0.8, 0.1, 0.1)
 
 
@@ -53,6 +60,7 @@ class GenerationConfig:
     seed: int = 0  # sampling, Monte Carlo and split seed
     box: str = "rz"  # input box, a key of qrh_lib.params.BOXES
     sampler: str = "sobol"  # "sobol" (scrambled, low-discrepancy) or "uniform"
+    domain: str = "box"  # "box": the whole box; "stable": its stable states only (see the module's docstring)
     shard_size: int = 64  # surfaces per shard file (the unit of resumable work)
     mc: dict = field(default_factory=dict)  # MCConfig overrides (empty: accuracy-qualified defaults)
     grid: dict | None = None  # Grid.to_dict(); None: the default sqrt(T) grid
@@ -64,6 +72,8 @@ class GenerationConfig:
             raise ValueError(f"box = {self.box!r} is unknown; allowed: {sorted(BOXES)}")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler = {self.sampler!r} is unknown; allowed: {SAMPLERS}")
+        if self.domain not in DOMAINS:
+            raise ValueError(f"domain = {self.domain!r} is unknown; allowed: {DOMAINS}")
         if self.shard_size < 1:
             raise ValueError(f"shard_size = {self.shard_size} must be >= 1")
         if not 0 <= self.seed < 2**63:
@@ -90,8 +100,11 @@ class GenerationConfig:
 
     def key(self) -> str:
         """Hash of everything that changes the numbers (shard_size does not)."""
+        from .mc import SCHEME
+
         d = self.to_dict()
         d.pop("shard_size")
+        d["scheme"] = SCHEME  # a change of the Monte Carlo scheme changes the numbers
         d["mc"] = self.mc_config().to_dict()
         d["mc"].pop("batch_size")
         d["grid"] = self.get_grid().to_dict()
@@ -107,8 +120,13 @@ def default_out_dir(config: GenerationConfig) -> Path:
     return RAW_DATA_DIR / f"data_{size_label(config.n_samples)}"
 
 
-def sample_inputs(n: int, box: InputBox, sampler: str = "sobol", seed: int = 0, start: int = 0) -> np.ndarray:
-    """Rows ``start .. start+n-1`` of the seeded design over ``box``, shape (n, 15)."""
+def sample_inputs(n: int, box: InputBox, sampler: str = "sobol", seed: int = 0, start: int = 0,
+                  domain: str = "box") -> np.ndarray:
+    """Rows ``start .. start+n-1`` of the seeded design over ``box`` (or over its stable part), shape (n, 15)."""
+    if domain == "stable":
+        return _stable_points(box, sampler, seed, start + n)[start:]
+    if domain != "box":
+        raise ValueError(f"domain = {domain!r} is unknown; allowed: {DOMAINS}")
     if sampler == "sobol":
         import warnings
 
@@ -127,6 +145,26 @@ def sample_inputs(n: int, box: InputBox, sampler: str = "sobol", seed: int = 0, 
     else:
         raise ValueError(f"sampler = {sampler!r} is unknown; allowed: {SAMPLERS}")
     return box.lo + (box.hi - box.lo) * u
+
+
+_STABLE_CACHE: dict = {}
+
+
+def _stable_points(box: InputBox, sampler: str, seed: int, n: int) -> np.ndarray:
+    """The first ``n`` stable points of the seeded design over ``box`` (cached for the process)."""
+    from .moments import second_moment_growth
+
+    key = (box.name, tuple(box.lo), tuple(box.hi), sampler, seed)
+    found, scanned = _STABLE_CACHE.get(key, (np.empty((0, len(PARAM_NAMES))), 0))
+    while len(found) < n:
+        m = max(256, 2 * (n - len(found)))
+        cand = sample_inputs(m, box, sampler, seed, start=scanned)
+        found = np.concatenate([found, cand[second_moment_growth(cand) <= 0]])
+        scanned += m
+        if scanned > 100 * max(n, 256) and len(found) < n:
+            raise ValueError(f"box {box.name!r} has (almost) no stable states: {len(found)} in {scanned} points")
+    _STABLE_CACHE[key] = (found, scanned)
+    return found[:n]
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -218,7 +256,8 @@ def generate_dataset(config: GenerationConfig, out_dir: str | Path | None = None
             if max_shards is not None and written >= max_shards:
                 return None
             lo, hi = s * ss, min((s + 1) * ss, n)
-            X = sample_inputs(hi - lo, config.get_box(), config.sampler, config.seed, start=lo)
+            X = sample_inputs(hi - lo, config.get_box(), config.sampler, config.seed, start=lo,
+                              domain=config.domain)
             t0 = time.perf_counter()
             res = price_with_engine(engine, X, seed=config.seed, index=np.arange(lo, hi),
                                     progress=bar.update if bar is not None else None)
@@ -248,6 +287,10 @@ def _finalise(config: GenerationConfig, out: Path, n_shards: int) -> None:
     reason = np.concatenate([s["reason"] for s in shards])
     seconds = float(sum(float(s["seconds"]) for s in shards))
     good = np.all(np.isfinite(iv), axis=1)
+    from .moments import second_moment_growth
+
+    growth = second_moment_growth(X)
+    explosive = growth > 0
     missing = {name: int(np.sum(np.any(reason == i, axis=1) & ~good)) for i, name in enumerate(NAN_REASONS)}
     rejected = {"surfaces": int(np.sum(~good)), "points": int(np.sum(~np.isfinite(iv))),
                 "surfaces_with_a_missing_vol_by_reason": missing,
@@ -265,8 +308,10 @@ def _finalise(config: GenerationConfig, out: Path, n_shards: int) -> None:
         save_npy(out / f"{name}_y.npy", iv[parts[name]])
         save_npy(out / f"{name}_iv_se.npy", se[parts[name]])
         save_npy(out / f"{name}_index.npy", parts[name])
+        save_npy(out / f"{name}_growth.npy", growth[parts[name]])
     t = parts["test"]
-    _atomic_write(out / f"test_{size}.npz", lambda f: np.savez_compressed(f, X=X[t], y=iv[t], iv_se=se[t], index=t))
+    _atomic_write(out / f"test_{size}.npz",
+                  lambda f: np.savez_compressed(f, X=X[t], y=iv[t], iv_se=se[t], index=t, growth=growth[t]))
     x_scaler = MinMaxScaler(feature_range=(-1, 1)).fit(X[parts["train"]])
     y_scaler = MinMaxScaler().fit(iv[parts["train"]])
     _atomic_write(out / "x_scaler.pkl", lambda f: pickle.dump(x_scaler, f))
@@ -279,6 +324,10 @@ def _finalise(config: GenerationConfig, out: Path, n_shards: int) -> None:
         "grid": grid.to_dict(), "box": config.get_box().to_dict(), "param_names": list(PARAM_NAMES),
         "n_samples": config.n_samples, "n_kept": int(good.sum()),
         "split": {k: int(len(v)) for k, v in parts.items()}, "rejected": rejected,
+        "explosive": {"rule": "second-moment growth rate > 0 (qrh_lib.moments.second_moment_growth)",
+                      "samples": int(explosive.sum()), "kept": int((explosive & good).sum()),
+                      "rejected": int((explosive & ~good).sum()),
+                      **{f"{k}_split": int(explosive[v].sum()) for k, v in parts.items()}},
         "iv_se": {"median": float(np.nanmedian(se[good])), "p95": float(np.nanpercentile(se[good], 95)),
                   "max": float(np.nanmax(se[good]))},
         "timings": {"pricing_seconds": seconds, "seconds_per_surface": seconds / config.n_samples},
@@ -297,8 +346,8 @@ def load_dataset(path: str | Path) -> dict:
     """Read a finished ``data_<size>/`` folder into a dict.
 
     Keys: ``train_X``, ``train_y``, ``train_iv_se``, the same for ``val`` and ``test`` (plus the ``*_index`` of
-    each row in the generated sample), ``x_scaler``, ``y_scaler``, ``manifest``, ``grid`` (Grid), ``box``
-    (InputBox) and ``path``.
+    each row in the generated sample and its ``*_growth`` rate), ``x_scaler``, ``y_scaler``, ``manifest``,
+    ``grid`` (Grid), ``box`` (InputBox) and ``path``.
     """
     path = Path(path)
     manifest_path = path / "manifest.json"
@@ -309,7 +358,7 @@ def load_dataset(path: str | Path) -> dict:
     b = manifest["box"]
     out["box"] = InputBox(b["name"], tuple(b["lower"]), tuple(b["upper"]))
     for split in ("train", "val"):
-        for key in ("X", "y", "iv_se", "index"):
+        for key in ("X", "y", "iv_se", "index", "growth"):
             f = path / f"{split}_{key}.npy"
             if f.exists():
                 out[f"{split}_{key}"] = np.load(f)
@@ -333,6 +382,7 @@ def main(argv=None) -> int:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--box", choices=sorted(BOXES), default="rz")
     g.add_argument("--sampler", choices=SAMPLERS, default="sobol")
+    g.add_argument("--domain", choices=DOMAINS, default="box", help="the whole box, or its stable states only")
     g.add_argument("--shard-size", type=int, default=GenerationConfig.shard_size)
     g.add_argument("--n-paths", type=int, default=None, help="Monte Carlo paths per surface (default: MCConfig)")
     g.add_argument("--steps-per-year", type=int, default=None, help="time steps per year after the fine start")
@@ -343,7 +393,7 @@ def main(argv=None) -> int:
     mc = {k: v for k, v in {"n_paths": a.n_paths, "steps_per_year": a.steps_per_year,
                             "batch_size": a.batch_size}.items() if v is not None}
     try:
-        cfg = GenerationConfig(n_samples=a.n_samples, seed=a.seed, box=a.box, sampler=a.sampler,
+        cfg = GenerationConfig(n_samples=a.n_samples, seed=a.seed, box=a.box, sampler=a.sampler, domain=a.domain,
                                shard_size=a.shard_size, mc=mc)
     except ValueError as e:
         p.error(str(e))

@@ -102,3 +102,97 @@ def l2_error(kernel: FactorKernel, T: float = 0.1, t_min: float = 0.0) -> float:
         return knkn - 2 * knk + kk
 
     return float(np.sqrt(max(integral_to(T) - integral_to(t_min), 0.0)))
+
+
+@dataclass(frozen=True)
+class StepCoefficients:
+    r"""Coefficients of the exponential (ETD) factor step on a time grid with steps ``h`` (N,).
+
+    Over a step of length :math:`h`, with :math:`V` and :math:`Z` held at their values at the start,
+    each factor's linear equation :math:`dZ^i = -\gamma_i Z^i dt + (\dots) dt + \eta\sqrt V dW` is solved
+    exactly:
+
+    .. math::
+
+        Z^i_{k+1} = e^{-\gamma_i h} Z^i_k - \lambda Z_k \varphi_i + \eta\sqrt{V_k}\, I^i_k, \qquad
+        \varphi_i = \frac{1 - e^{-\gamma_i h}}{\gamma_i}, \qquad
+        I^i_k = \int_{t_k}^{t_{k+1}} e^{-\gamma_i (t_{k+1}-s)} dW_s .
+
+    The vector :math:`(\Delta W, I^1, \dots, I^n)` is Gaussian with covariance
+    :math:`\mathrm{Cov}(\Delta W, I^i) = \varphi_i`,
+    :math:`\mathrm{Cov}(I^i, I^j) = (1 - e^{-(\gamma_i+\gamma_j) h})/(\gamma_i + \gamma_j)`. It is drawn from two
+    normals per step: :math:`\Delta W = \sqrt h\, \xi_0` exactly, and
+    :math:`I = \beta \Delta W + u\, \xi_1` with :math:`\beta = \varphi / h` (the regression on
+    :math:`\Delta W`) and :math:`u` the leading eigenvector of the residual covariance, which is rank one to
+    first order in :math:`\gamma h` (its next eigenvalue is below 1e-4 of the leading one at daily steps).
+    Rows of ``load`` (N, n, R) and ``dw`` (N, R) are the loadings of the R normals of each step.
+    Rosenbaum & Zhang's implicit step takes the same form (:func:`step_coefficients`).
+    """
+
+    decay: np.ndarray  # (N, n) exp(-gamma h)
+    phi: np.ndarray  # (N, n) (1 - exp(-gamma h)) / gamma
+    load: np.ndarray  # (N, n, R) loadings of the normals on I^i
+    dw: np.ndarray  # (N, R) loadings of the normals on dW
+
+    @property
+    def n_normals(self) -> int:
+        return self.dw.shape[1]
+
+
+SCHEMES = ("etd", "implicit")
+#: The engine's default factor step (chosen by the convergence study, benchmarks/convergence.py).
+DEFAULT_SCHEME = "implicit"
+
+
+def step_coefficients(gamma, h, scheme: str = DEFAULT_SCHEME) -> StepCoefficients:
+    r"""The factor step's coefficients on the steps ``h`` (see :class:`StepCoefficients`).
+
+    ``scheme="implicit"`` gives Rosenbaum & Zhang's step in the same form, from one normal a step: with
+    :math:`D = 1/(1 + \gamma h)`, decay :math:`D`, :math:`\varphi = h D` and :math:`I = D \Delta W`.
+    """
+    g = np.asarray(gamma, dtype=np.float64)
+    h = np.atleast_1d(np.asarray(h, dtype=np.float64))
+    if scheme == "implicit":
+        D = 1.0 / (1.0 + np.outer(h, g))
+        return StepCoefficients(D, h[:, None] * D, (np.sqrt(h)[:, None] * D)[..., None], np.sqrt(h)[:, None])
+    if scheme != "etd":
+        raise ValueError(f"scheme = {scheme!r} is unknown; allowed: {SCHEMES}")
+    decay = np.exp(-np.outer(h, g))
+    phi = -np.expm1(-np.outer(h, g)) / g
+    gs = g[:, None] + g[None, :]
+    load = np.zeros((h.size, g.size, 2))
+    for hk in np.unique(h):
+        rows = h == hk
+        ph = phi[rows][0]
+        resid = -np.expm1(-gs * hk) / gs - np.outer(ph, ph) / hk
+        w, v = np.linalg.eigh(resid)
+        u = np.sqrt(max(w[-1], 0.0)) * v[:, -1]
+        u = u if u.sum() >= 0 else -u  # a fixed sign: the numbers do not depend on the eigen-solver
+        load[rows] = np.stack([ph / np.sqrt(hk), u], axis=-1)
+    dw = np.stack([np.sqrt(h), np.zeros_like(h)], axis=-1)
+    return StepCoefficients(decay, phi, load, dw)
+
+
+def aggregate_coefficients(fine: StepCoefficients, refine: int, gamma, scheme: str = "etd") -> StepCoefficients:
+    """Coefficients of the coarse steps that each cover ``refine`` consecutive fine steps, driven by the fine
+    steps' normals (``refine * R`` normals a coarse step, in the fine order): the coarse increments
+    :math:`\\Delta W` and :math:`I^i` are exact sums of the fine ones, so both grids see one Brownian path.
+    The fine steps must be an ETD grid's; the coarse ones follow ``scheme``."""
+    g = np.asarray(gamma, dtype=np.float64)
+    N, n, R = fine.load.shape
+    if N % refine:
+        raise ValueError(f"{N} fine steps are not a multiple of refine = {refine}")
+    Nc = N // refine
+    hf = (fine.dw[:, 0] ** 2).reshape(Nc, refine)  # fine step lengths
+    hc = hf.sum(1)
+    # e^{-gamma (t_{k+1} - s_{m+1})}: decay from the end of fine sub-step m to the end of the coarse step
+    after = np.cumsum(hf[:, ::-1], axis=1)[:, ::-1] - hf  # time left after sub-step m
+    w = np.exp(-after[:, :, None] * g[None, None, :])  # (Nc, refine, n)
+    load = (w[..., None] * fine.load.reshape(Nc, refine, n, R)).transpose(0, 2, 1, 3).reshape(Nc, n, refine * R)
+    dw = fine.dw.reshape(Nc, refine * R)
+    if scheme == "implicit":
+        D = 1.0 / (1.0 + np.outer(hc, g))
+        return StepCoefficients(D, hc[:, None] * D, D[:, :, None] * dw[:, None, :], dw)
+    decay = np.exp(-np.outer(hc, g))
+    phi = -np.expm1(-np.outer(hc, g)) / g
+    return StepCoefficients(decay, phi, load, dw)

@@ -7,14 +7,23 @@ Model (Rosenbaum & Zhang 2021, eqs 2.3-2.5), one Brownian motion :math:`W` for s
     \frac{dS_t}{S_t} = \sqrt{V_t}\, dW_t, \quad V_t = a\,\min\{(Z_t - b)^2, \bar q\} + c, \quad
     Z_t = \sum_i c_i Z^i_t, \quad dZ^i_t = (-\gamma_i Z^i_t - \lambda Z_t)\,dt + \eta \sqrt{V_t}\, dW_t .
 
-Scheme on a time grid :math:`0 = t_0 < \dots < t_N` with steps :math:`h_k` (Rosenbaum & Zhang A.1):
-the factors are implicit in their own mean reversion and spot takes a log-Euler step with the same
-increment,
+Scheme on a time grid :math:`0 = t_0 < \dots < t_N` with steps :math:`h_k`, spot taking a log-Euler step and the
+factors one of two steps with the same Brownian increment (``MCConfig.scheme``):
 
 .. math::
 
-    Z^i_{k+1} = \frac{Z^i_k - \lambda Z_k h_k + \eta \sqrt{V_k}\, \Delta W_k}{1 + \gamma_i h_k}, \qquad
-    \log S_{k+1} = \log S_k - \tfrac12 V_k h_k + \sqrt{V_k}\, \Delta W_k .
+    \log S_{k+1} = \log S_k - \tfrac12 V_k h_k + \sqrt{V_k}\, \Delta W_k, \qquad
+    Z^i_{k+1} = d_i Z^i_k - \lambda Z_k \varphi_i + \eta\sqrt{V_k}\, I^i_k .
+
+``"implicit"`` (the default; Rosenbaum & Zhang A.1) is implicit in each factor's own mean reversion:
+:math:`d_i = 1/(1+\gamma_i h_k)`, :math:`\varphi_i = h_k d_i`, :math:`I^i_k = d_i \Delta W_k`. ``"etd"`` solves the
+linear part exactly with :math:`V_k, Z_k` held over the step: :math:`d_i = e^{-\gamma_i h_k}`,
+:math:`\varphi_i = (1 - d_i)/\gamma_i` and :math:`I^i_k = \int e^{-\gamma_i (t_{k+1}-s)} dW_s`, drawn jointly with
+:math:`\Delta W_k` from two normals (:func:`qrh_lib.kernel.step_coefficients`). The implicit step damps the fast
+factors' noise (at a daily step the fastest keeps 57% of its stationary variance), the exponential step does
+not; but holding :math:`V` over a step errs the other way, and the convergence study
+(``benchmarks/convergence.py``) measures the implicit step closer to the fine-grid reference at daily steps.
+The ETD step, which converges to the model as the step shrinks, is that study's reference.
 
 The grid is very fine near :math:`t = 0`, where the fast factors (:math:`1/\gamma_{10} \approx 0.0018` years)
 relax, and coarser afterwards (see :func:`time_grid`). Random numbers for parameter set ``i`` come from a
@@ -35,9 +44,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from .kernel import ALPHA, N_FACTORS, geometric_nodes  # noqa: E402
+from .kernel import (  # noqa: E402
+    ALPHA,
+    DEFAULT_SCHEME,
+    N_FACTORS,
+    SCHEMES,
+    StepCoefficients,
+    geometric_nodes,
+    step_coefficients,
+)
 from .moments import discrete_moments  # noqa: E402
 from .params import check_inputs, strict_from_dict  # noqa: E402
+
+#: Names the simulation scheme; datasets record it, and a new scheme gives datasets a new key.
+SCHEME = "factors-by-MCConfig.scheme/log-euler-spot/2-normals"
 
 
 @dataclass(frozen=True)
@@ -49,6 +69,7 @@ class MCConfig:
     steps_per_year: int = 365  # step density after the fine start, steps per year
     first_step: float = 1e-5  # first time step, years
     grading: float = 0.01  # in the fine start, step = max(first_step, grading * t)
+    scheme: str = DEFAULT_SCHEME  # factor step: "implicit" (Rosenbaum & Zhang) or "etd" (exact linear part)
     steps_per_hedge: int = 32  # steps between rebalancing dates of the delta-hedge control (0: no hedge)
     antithetic: bool = True  # antithetic pairs (xi, -xi)
     q_cap: float = 400.0  # cap on (Z - b)^2 (Rosenbaum & Zhang's footnote); never reached in the RZ box
@@ -67,6 +88,8 @@ class MCConfig:
             raise ValueError(f"first_step = {self.first_step} must be in (0, 1/steps_per_year]")
         if not 0 <= self.grading <= 1:
             raise ValueError(f"grading = {self.grading} is outside its allowed range [0, 1]")
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"scheme = {self.scheme!r} is unknown; allowed: {SCHEMES}")
         if self.steps_per_hedge < 0:
             raise ValueError(f"steps_per_hedge = {self.steps_per_hedge} must be >= 0 (0: no hedge control)")
         if self.batch_size < 1:
@@ -118,11 +141,11 @@ def hedge_indices(grid_times: np.ndarray, maturities, steps_per_hedge: int) -> n
     return np.asarray(sorted(idx), dtype=np.int64)
 
 
-def sample_normals(seeds: np.ndarray, n_steps: int, n_draws: int, dtype=tf.float32) -> tf.Tensor:
-    """Standard normals of shape (n_steps, len(seeds), n_draws); row ``i`` depends only on ``seeds[i]``."""
-    draws = [tf.random.stateless_normal((n_steps, n_draws), seed=tf.constant(s, tf.int64), dtype=dtype)
+def sample_normals(seeds: np.ndarray, n_steps: int, n_draws: int, n_normals: int = 1, dtype=tf.float32) -> tf.Tensor:
+    """Standard normals of shape (n_steps, n_normals, len(seeds), n_draws); sample i's depend only on seeds[i]."""
+    draws = [tf.random.stateless_normal((n_steps, n_normals, n_draws), seed=tf.constant(s, tf.int64), dtype=dtype)
              for s in np.asarray(seeds, dtype=np.int64).reshape(-1, 2)]
-    return tf.stack(draws, axis=1)
+    return tf.stack(draws, axis=2)
 
 
 def sample_seeds(seed: int, index: np.ndarray) -> np.ndarray:
@@ -131,32 +154,54 @@ def sample_seeds(seed: int, index: np.ndarray) -> np.ndarray:
     return np.stack([np.full_like(index, int(seed)), index], axis=-1)
 
 
+def _step(z, x, xk, decay_k, drive_k, dw_k, h_k, lam, eta, a, b, c0, c, q_cap, sign):
+    """One step of the scheme. Sums over the factors and the normals are written out term by term, so every
+    path's numbers follow the same order of operations whatever the batch (XLA compilation of this step was
+    measured slower on this CPU, 58 against 75 million path-steps per second). Shapes: z (n, B, S, D);
+    x (B, S, D); xk (R, B, D); decay_k (n,); drive_k (n, R + 1);
+    dw_k (R,); lam .. c0 (B, 1, 1); c (n,); sign (1, S, 1)."""
+    n = z.shape[0]
+    R = xk.shape[0]
+    Z = c[0] * z[0]
+    for i in range(1, n):
+        Z = Z + c[i] * z[i]
+    d = Z - b
+    v = a * tf.minimum(d * d, q_cap) + c0
+    sv = tf.sqrt(v)
+    xs = [xk[r][:, None, :] * sign for r in range(R)]  # (B, S, D) each
+    rows = [-(lam * Z)] + [eta * sv * u for u in xs]
+    z_new = decay_k[:, None, None, None] * z
+    for j, row in enumerate(rows):
+        z_new = z_new + drive_k[:, j][:, None, None, None] * row[None]
+    dW = dw_k[0] * xs[0]
+    for r in range(1, R):
+        dW = dW + dw_k[r] * xs[r]
+    return z_new, x + sv * dW - 0.5 * h_k * v
+
+
 @tf.function
-def _simulate(params, c, gamma, h, hedge_flag, seg_ends, xi, log_k, tau_end, q_cap, antithetic, ref_var, hedged):
-    """Core loop. Shapes: params (B, 15); h (N,); hedge_flag (N+1,) bool; seg_ends (n_T,) int (step index of
-    each maturity); xi (N, B, D) normals; log_k (n_opt,) and tau_end (n_opt,) maturity of each option;
-    ref_var (N, B) variance of the Black-Scholes control model.
+def _simulate(params, c, h, decay, drive, dw, hedge_flag, seg_ends, xi, log_k, tau_end, q_cap, antithetic, ref_var,
+              hedged):
+    """Core loop. Shapes: params (B, 15); h (N,); decay (N, n) and drive (N, n, R + 1) the step's coefficients
+    (``phi`` then the loadings of the R normals, see :class:`qrh_lib.kernel.StepCoefficients`); dw (N, R);
+    hedge_flag (N+1,) bool; seg_ends (n_T,) int (step index of each maturity); xi (N, R, B, D) normals;
+    log_k (n_opt,) and tau_end (n_opt,) maturity of each option; ref_var (N, B) variance of the Black-Scholes
+    control model.
 
     Paths are held as (B, S, D) with S = 2 antithetic signs (path ``s * D + d`` of the flat layout) or S = 1,
-    and each step is written with as few tensor operations as possible (their count, not the arithmetic,
-    bounds the speed on a CPU). Returns log-spot at each maturity (n_T, B, P), hedge gains (B, n_opt, P), the
-    path means of the factors (n_T, n, B) and of the variance (n_T, B), and the control model's log-spot
-    (n_T, B, P).
+    and each step is :func:`_step`. Returns log-spot at each maturity (n_T, B, P),
+    hedge gains (B, n_opt, P), the path means of the factors (n_T, n, B) and of the variance (n_T, B), and the control
+    model's log-spot (n_T, B, P).
     """
     dt = xi.dtype
     lam, eta, a, b, c0 = (params[:, j : j + 1, None] for j in range(5))  # (B, 1, 1)
     sign = tf.constant([1.0, -1.0] if antithetic else [1.0], dt)[None, :, None]  # (1, S, 1)
     S = sign.shape[1]
-    B = xi.shape[1]
-    D = xi.shape[2]
+    B = xi.shape[2]
+    D = xi.shape[3]
     P = S * D
     z = tf.transpose(params[:, 5:])[:, :, None, None] * tf.ones([1, 1, S, D], dt)  # (n, B, S, D)
     n_opt = tf.shape(log_k)[0]
-    inv = (1.0 / (1.0 + gamma[None, :] * h[:, None]))[:, :, None, None, None]  # (N, n, 1, 1, 1)
-    sqrt_h = tf.sqrt(h)
-    eta_sh = eta[None] * sqrt_h[:, None, None, None]  # (N, B, 1, 1)
-    lam_h = lam[None] * h[:, None, None, None]
-    half_h = 0.5 * h
     times = tf.concat([tf.zeros([1], dt), tf.cumsum(h)], axis=0)
 
     def variance(z):
@@ -185,11 +230,7 @@ def _simulate(params, c, gamma, h, hedge_flag, seg_ends, xi, log_k, tau_end, q_c
     s_last = tf.ones([B, P], dt)
 
     def step(k, z, x, hedge, dlt, s_last):
-        Z, v = variance(z)
-        sv = tf.sqrt(v)
-        svg = sv * (xi[k][:, None, :] * sign)  # sqrt(V) * dW / sqrt(h)
-        z = (z + (eta_sh[k] * svg - lam_h[k] * Z)) * inv[k]
-        x = x + sqrt_h[k] * svg - half_h[k] * v
+        z, x = _step(z, x, xi[k], decay[k], drive[k], dw[k], h[k], lam, eta, a, b, c0, c, q_cap, sign)
 
         def rebalance():
             s = tf.exp(flat(x))
@@ -202,7 +243,7 @@ def _simulate(params, c, gamma, h, hedge_flag, seg_ends, xi, log_k, tau_end, q_c
         return k + 1, z, x, hedge, dlt, s_last
 
     # the control model's log-spot needs no loop: a weighted sum of the normals, segment by segment
-    w = tf.sqrt(ref_var) * sqrt_h[:, None]  # (N, B)
+    w = tf.sqrt(ref_var)  # (N, B)
     var_h = tf.cumsum(ref_var * h[:, None], axis=0)  # (N, B)
     ref_sum = tf.zeros([B, D], dt)
     k = tf.constant(0)
@@ -216,7 +257,7 @@ def _simulate(params, c, gamma, h, hedge_flag, seg_ends, xi, log_k, tau_end, q_c
             parallel_iterations=1,
         )
         outs.append(flat(x))
-        ref_sum = ref_sum + tf.einsum("kbd,kb->bd", xi[start:end], w[start:end])
+        ref_sum = ref_sum + tf.einsum("krbd,kr,kb->bd", xi[start:end], dw[start:end], w[start:end])
         ref_outs.append(flat(ref_sum[:, None, :] * sign - 0.5 * var_h[end - 1][:, None, None]))
         z_means.append(tf.reduce_mean(tf.reshape(z, [-1, B, P]), axis=-1))
         v_means.append(tf.reduce_mean(flat(variance(z)[1]), axis=-1))
@@ -253,6 +294,7 @@ class QRHEngine:
         self.kernel = geometric_nodes(cfg.alpha, cfg.n_factors, cfg.x)
         self.times = time_grid(grid.maturities, cfg.steps_per_year, cfg.first_step, cfg.grading)
         self.h = np.diff(self.times)
+        self.coefficients = step_coefficients(self.kernel.gamma, self.h, cfg.scheme)
         self.seg_ends = np.asarray([int(np.argmin(np.abs(self.times - T))) for T in grid.maturities])
         flag = np.zeros(self.times.size, dtype=bool)
         if cfg.steps_per_hedge:
@@ -263,35 +305,40 @@ class QRHEngine:
     def n_steps(self) -> int:
         return self.h.size
 
-    def simulate(self, X, sample_index, seed: int = 0, xi=None, h=None, hedge_flag=None, seg_ends=None):
+    def simulate(self, X, sample_index, seed: int = 0, xi=None, h=None, hedge_flag=None, seg_ends=None,
+                 coefficients: StepCoefficients | None = None):
         """Simulate the paths of the parameter sets ``X`` (B, 15) whose dataset indices are ``sample_index``.
 
-        ``xi`` (N, B, D) may be passed to impose the normals (convergence studies); ``h``, ``hedge_flag`` and
-        ``seg_ends`` then describe the matching time grid.
+        ``xi`` (N, R, B, D) may be passed to impose the normals (convergence studies); ``h``, ``hedge_flag``,
+        ``seg_ends`` and ``coefficients`` (default: :func:`qrh_lib.kernel.step_coefficients` of ``h``) then
+        describe the matching time grid.
         """
         cfg = self.config
         X = check_inputs(X)
         dt = tf.as_dtype(cfg.dtype)
-        h = self.h if h is None else h
+        h = self.h if h is None else np.asarray(h, dtype=np.float64)
+        coef = coefficients or (self.coefficients if h is self.h else
+                                step_coefficients(self.kernel.gamma, h, cfg.scheme))
         hedge_flag = self.hedge_flag if hedge_flag is None else hedge_flag
         seg_ends = self.seg_ends if seg_ends is None else seg_ends
         n_draws = cfg.n_paths // 2 if cfg.antithetic else cfg.n_paths
         if xi is None:
-            xi = sample_normals(sample_seeds(seed, sample_index), h.size, n_draws, dt)
+            xi = sample_normals(sample_seeds(seed, sample_index), h.size, n_draws, coef.n_normals, dt)
         grid = self.grid
         log_k = grid.flat_log_moneyness()
         tau_end = grid.flat_maturities()
         # the control model: Black-Scholes with the scheme's exact expected variance E[V_k] on the same path
-        ref_var = discrete_moments(X, h, self.kernel)[2][:-1]  # (N, B)
+        ref_var = discrete_moments(X, h, self.kernel, coef)[2][:-1]  # (N, B)
         # the moment recursion ignores the cap on (Z - b)^2 and its second moments can explode (the model's
         # E[V_t] is infinite for strong feedback, large a and eta); V itself never leaves [c, a q_cap + c]
         a, c0 = X[None, :, 2], X[None, :, 4]
         ref_var = np.clip(np.nan_to_num(ref_var, nan=np.inf), c0, a * cfg.q_cap + c0)
+        drive = np.concatenate([coef.phi[:, :, None], coef.load], axis=-1)
         log_s, hedge, z_mean, v_mean, log_ref = _simulate(
-            tf.constant(X, dt), tf.constant(self.kernel.c, dt), tf.constant(self.kernel.gamma, dt),
-            tf.constant(h, dt), tf.constant(hedge_flag), tf.constant(seg_ends, tf.int32), tf.cast(xi, dt),
-            tf.constant(log_k, dt), tf.constant(tau_end, dt), tf.constant(cfg.q_cap, dt), cfg.antithetic,
-            tf.constant(ref_var, dt), bool(hedge_flag.any()),
+            tf.constant(X, dt), tf.constant(self.kernel.c, dt), tf.constant(h, dt), tf.constant(coef.decay, dt),
+            tf.constant(drive, dt), tf.constant(coef.dw, dt), tf.constant(hedge_flag),
+            tf.constant(seg_ends, tf.int32), tf.cast(xi, dt), tf.constant(log_k, dt), tf.constant(tau_end, dt),
+            tf.constant(cfg.q_cap, dt), cfg.antithetic, tf.constant(ref_var, dt), bool(hedge_flag.any()),
         )
         # cumsum adds step by step whatever the batch (a plain sum may switch to pairwise order when B = 1)
         ref_total = np.cumsum(ref_var * np.asarray(h)[:, None], axis=0)[np.asarray(seg_ends) - 1]  # (n_T, B)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import expm
 
-from .kernel import FactorKernel, geometric_nodes
+from .kernel import FactorKernel, StepCoefficients, geometric_nodes, step_coefficients
 
 
 def _generator(x: np.ndarray, k: FactorKernel) -> np.ndarray:
@@ -58,13 +58,12 @@ def expected_variance(x, times, kernel: FactorKernel | None = None) -> np.ndarra
     return out
 
 
-def discrete_moments(X, h, kernel: FactorKernel | None = None):
-    r"""Mean and second moment of the factors, and :math:`E[V_k]`, after each step of the implicit scheme.
+def discrete_moments(X, h, kernel: FactorKernel | None = None, coefficients: StepCoefficients | None = None):
+    r"""Mean and second moment of the factors, and :math:`E[V_k]`, after each step of the engine's scheme.
 
-    One step is :math:`Z_{k+1} = D (Z_k + u_k)` with :math:`D = \mathrm{diag}(1/(1+\gamma h))`,
-    :math:`u_k = -\lambda h\, \mathbf 1 c^\top Z_k + \eta\sqrt{V_k}\,\Delta W_k \mathbf 1`, so that with
-    :math:`B = I - \lambda h \mathbf 1 c^\top`: :math:`m_{k+1} = D B m_k` and
-    :math:`M_{k+1} = D (B M_k B^\top + \eta^2 h\, E[V_k] \mathbf 1 \mathbf 1^\top) D`.
+    One step is :math:`Z_{k+1} = P_k Z_k + \eta\sqrt{V_k}\, I_k` with :math:`P = \mathrm{diag}(e^{-\gamma h})
+    - \lambda \varphi c^\top` and :math:`I_k = L_k \xi_k` (:class:`qrh_lib.kernel.StepCoefficients`), so
+    :math:`m_{k+1} = P m_k` and :math:`M_{k+1} = P M_k P^\top + \eta^2 E[V_k]\, L_k L_k^\top`.
 
     ``X`` is one input vector (15,) or a batch (B, 15). Returns ``(m, M, ev)`` with shapes (N+1, [B,] n),
     (N+1, [B,] n, n) and (N+1, [B]).
@@ -73,6 +72,8 @@ def discrete_moments(X, h, kernel: FactorKernel | None = None):
     single = X.ndim == 1
     X = np.atleast_2d(X)
     k = kernel or geometric_nodes()
+    h = np.asarray(h, dtype=np.float64)
+    coef = coefficients or step_coefficients(k.gamma, h)
     lam, eta, a, b, c0 = (X[:, j] for j in range(5))
     c = k.c
     m = X[:, 5:].copy()  # (B, n)
@@ -86,21 +87,46 @@ def discrete_moments(X, h, kernel: FactorKernel | None = None):
         return a * (dot_c(dot_c(M)) - 2 * b * dot_c(m) + b * b) + c0
 
     ms, Ms, evs = [m], [M], []
-    for hk in np.asarray(h, dtype=np.float64):
+    for j in range(h.size):
         ev = ev_of(m, M)
         evs.append(ev)
-        D = 1.0 / (1.0 + k.gamma * hk)
-        # B m = m - lam h 1 (c.m);  B M B^T = M - lam h (1 (c^T M) + (M c) 1^T) + lam^2 h^2 (c^T M c) 1 1^T
+        e, phi, L = coef.decay[j], coef.phi[j], coef.load[j]
         cm = dot_c(m)
         Mc = dot_c(M)  # (B, n); M is symmetric
         cMc = dot_c(Mc)
-        lh = (lam * hk)[:, None]
-        m = D * (m - lh * cm[:, None])
-        BMB = (M - lh[:, :, None] * (Mc[:, None, :] + Mc[:, :, None])
-               + (lh**2 * cMc[:, None])[:, :, None] + (eta**2 * hk * ev)[:, None, None])
-        M = D[None, :, None] * BMB * D[None, None, :]
+        lp = lam[:, None] * phi[None, :]  # (B, n): lambda phi
+        m = e * m - lp * cm[:, None]
+        eMc = e * Mc
+        M = (e[:, None] * M * e[None, :] - lp[:, :, None] * eMc[:, None, :] - eMc[:, :, None] * lp[:, None, :]
+             + (lp[:, :, None] * lp[:, None, :]) * cMc[:, None, None]
+             + (eta**2 * ev)[:, None, None] * (L @ L.T)[None])
         ms.append(m)
         Ms.append(M)
     evs.append(ev_of(m, M))
     ms, Ms, evs = np.asarray(ms), np.asarray(Ms), np.asarray(evs)
     return (ms[:, 0], Ms[:, 0], evs[:, 0]) if single else (ms, Ms, evs)
+
+
+def second_moment_growth(X, kernel: FactorKernel | None = None) -> np.ndarray:
+    r"""Growth rate (per year) of the factors' second moments: the largest real part of the eigenvalues of
+    the linear system :math:`M' = A M + M A^\top + \eta^2 a\, (c^\top M c)\, \mathbf 1 \mathbf 1^\top`.
+
+    It depends on :math:`(\lambda, \eta, a)` only. Where it is positive the feedback of past returns on
+    volatility outruns the mean reversion: :math:`E[V_t]` grows like :math:`e^{\rho t}` without bound, the
+    distribution of :math:`V` is heavy-tailed and the (capped) paths spend time at the cap, so implied vols are
+    neither smooth in the inputs nor estimable to a fixed accuracy by Monte Carlo. Where it is negative,
+    :math:`E[V_t]` settles to a finite level. Returns one rate per row of ``X`` (n, 15) (or a scalar).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    single = X.ndim == 1
+    X = np.atleast_2d(X)
+    k = kernel or geometric_nodes()
+    n, c = k.n, k.c
+    I = np.eye(n)
+    cc = np.kron(c, c)
+    out = np.empty(len(X))
+    for r, (lam, eta, a) in enumerate(X[:, :3]):
+        A = -np.diag(k.gamma) - lam * np.outer(np.ones(n), c)
+        G = np.kron(A, I) + np.kron(I, A) + eta**2 * a * np.outer(np.ones(n * n), cc)
+        out[r] = np.linalg.eigvals(G).real.max()
+    return out[0] if single else out

@@ -21,10 +21,11 @@ A step is reused when its key has not changed and the files it wrote are still t
 .. math::
 
     \mathrm{key}_s = \mathrm{sha256}\bigl(\text{parameters}_s,\ \text{notebook source}_s,\
-    \{\mathrm{key}_r, \text{hashes of the files } r \text{ wrote}\}_{r < s}\bigr)
+    \text{library source},\ \{\mathrm{key}_r, \text{hashes of the files } r \text{ wrote}\}_{r < s}\bigr)
 
-so changing a parameter, editing a notebook or touching an upstream artifact recomputes that step and
-every later one. The key and the files are kept in ``<run_dir>/.stamps/<notebook>.json``.
+so changing a parameter, editing a notebook or the library (qrh_lib) or touching an upstream artifact
+recomputes that step and every later one (a dataset whose configuration and scheme are unchanged is then found
+on disk, not priced again). The key and the files are kept in ``<run_dir>/.stamps/<notebook>.json``.
 A failing notebook stops the run; its executed copy, with the traceback, stays in the run folder.
 """
 
@@ -138,11 +139,21 @@ def _notebook_source_sha(nb: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _library_source_sha() -> str:
+    """Hash of the library's Python sources."""
+    h = hashlib.sha256()
+    for p in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
 def step_key(nb: str, params: dict, upstream: list[dict]) -> str:
-    """The key of a step: its parameters, its notebook's source and what upstream steps wrote."""
+    """The key of a step: its parameters, its notebook's and the library's source and what upstream steps wrote."""
     payload = {
         "notebook": nb,
         "source": _notebook_source_sha(nb),
+        "library": _library_source_sha(),
         "params": params,
         "upstream": [{"key": s["key"], "outputs": s["outputs"]} for s in upstream],
     }

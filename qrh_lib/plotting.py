@@ -282,18 +282,23 @@ def show_json(doc: dict) -> None:
 def convergence_table(doc: dict, stats=("median_abs_bias", "max_abs_bias", "states_beyond_tol")) -> pd.DataFrame:
     """The convergence study's summary (``benchmarks/convergence.py``) as one table.
 
-    One row per time grid and set of states; for each statistic of the absolute discretisation bias over
-    states and strikes (median and largest by default, in vol points), and the number of states with a point
-    biased beyond the tolerance by more than three standard errors, one column per maturity.
+    One row per candidate (factor scheme and time steps) and set of states; for each statistic of the absolute
+    discretisation bias against the reference over states and strikes (median and largest by default, in vol
+    points), and the number of states with a point biased beyond the tolerance by more than three standard
+    errors, one column per maturity.
     """
     rows = []
+    cands = doc.get("candidates", {})
     for name, g in doc.get("grids", {}).items():
-        for states in ("box", "corners"):
-            if states not in g:
+        for states, entry in g.items():
+            if not isinstance(entry, dict) or "by_maturity" not in entry:
                 continue
-            row = {("", "time grid"): name, ("", "steps"): g.get("n_steps"), ("", "states"): states}
+            c = cands.get(name, {})
+            row = {("", "candidate"): name, ("", "scheme"): c.get("scheme", ""),
+                   ("", "steps"): c.get("n_steps", g.get("n_steps")), ("", "states"): states,
+                   ("", "n"): entry["by_maturity"][0].get("states")}
             for st in stats:
-                for m in g[states]["by_maturity"]:
+                for m in entry["by_maturity"]:
                     if st == "states_beyond_tol":
                         label = f"states biased > {PTS * doc.get('tolerance', 1e-3):g} vol pt"
                         row[(label, f"{m['maturity_days']}d")] = m.get(st, np.nan)
@@ -302,11 +307,8 @@ def convergence_table(doc: dict, stats=("median_abs_bias", "max_abs_bias", "stat
             rows.append(row)
     out = pd.DataFrame(rows)
     out.columns = pd.MultiIndex.from_tuples(out.columns)
-    return (
-        out.set_index([("", "time grid"), ("", "steps"), ("", "states")])
-        .rename_axis(["time grid", "steps", "states"])
-        .round(3)
-    )
+    keys = [("", "candidate"), ("", "scheme"), ("", "steps"), ("", "states"), ("", "n")]
+    return out.set_index(keys).rename_axis(["candidate", "scheme", "steps", "states", "n"]).round(3)
 
 
 def plot_smile_panels(surfaces: dict, grid: Grid, title: str = ""):

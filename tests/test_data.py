@@ -11,6 +11,7 @@ import pytest
 
 from qrh_lib.config import PROJ_ROOT
 from qrh_lib.data import GenerationConfig, generate_dataset, load_dataset, sample_inputs
+from qrh_lib.moments import second_moment_growth
 from qrh_lib.params import RZ_BOX, check_inputs
 
 TINY = {"n_paths": 256, "steps_per_year": 24, "grading": 0.5, "first_step": 1e-3, "batch_size": 4}
@@ -47,6 +48,12 @@ def test_layout_and_manifest(full_run):
     assert xs.min() == pytest.approx(-1) and xs.max() == pytest.approx(1)
     np.testing.assert_allclose(d["y_scaler"].data_min_, d["train_y"].min(0))
     assert m["timings"]["seconds_per_surface"] > 0
+    # every sample's growth rate is kept; the manifest counts the explosive ones
+    growth = np.concatenate([d[f"{s}_growth"] for s in ("train", "val", "test")])
+    np.testing.assert_allclose(growth, second_moment_growth(np.concatenate([d[f"{s}_X"] for s in
+                                                                             ("train", "val", "test")])))
+    assert m["explosive"]["kept"] == int((growth > 0).sum())
+    assert m["explosive"]["samples"] == m["explosive"]["kept"] + m["explosive"]["rejected"]
 
 
 def test_interrupted_run_resumes_to_the_same_dataset(tmp_path, full_run):
@@ -79,10 +86,22 @@ def test_sampling_is_reproducible_and_independent_of_chunks():
         assert np.all(whole >= RZ_BOX.lo) and np.all(whole <= RZ_BOX.hi)
 
 
+def test_stable_domain_keeps_the_stable_points_of_the_sequence():
+    whole = sample_inputs(300, RZ_BOX, "sobol", seed=1)
+    stable = whole[second_moment_growth(whole) <= 0]
+    assert 0 < len(stable) < len(whole)  # the box has explosive states, and stable ones
+    got = sample_inputs(len(stable), RZ_BOX, "sobol", seed=1, domain="stable")
+    np.testing.assert_array_equal(got, stable)
+    np.testing.assert_array_equal(sample_inputs(10, RZ_BOX, "sobol", seed=1, start=20, domain="stable"),
+                                  stable[20:30])
+    assert tiny_config(domain="stable").key() != tiny_config().key()
+
+
 @pytest.mark.parametrize("kw,match", [
     ({"n_samples": 5}, "n_samples = 5"),
     ({"box": "huge"}, "box = 'huge' is unknown; allowed"),
     ({"sampler": "halton"}, "sampler = 'halton' is unknown"),
+    ({"domain": "reachable"}, "domain = 'reachable' is unknown; allowed"),
     ({"mc": {"n_paths": 0}}, "n_paths = 0"),
     ({"mc": {"paths": 10}}, "unknown MCConfig option"),
 ])
