@@ -35,6 +35,10 @@ from qrh_lib.params import PARAM_NAMES, RZ_BOX  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "convergence.json"
 TOL = 1e-3  # 0.1 vol point
+GRIDS = {  # MCConfig overrides of the candidates' time grid
+    "default": {},
+    "fine_start": {"first_step": 5e-6, "grading": 0.005},  # twice as fine up to the daily steps
+}
 CANDIDATES = {  # name: (factor scheme, split of each step of the default grid)
     "implicit": ("implicit", 1),
     "etd": ("etd", 1),
@@ -64,7 +68,9 @@ def main(argv=None):
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--sets", nargs="*", default=["box_stable", "corners", "corners_near_critical", "box_explosive"],
                    help="sets of states to study; with --update, the others are kept from the existing file")
-    p.add_argument("--update", action="store_true", help="update the sets given in an existing results file")
+    p.add_argument("--update", action="store_true", help="add to an existing results file (same refine, paths)")
+    p.add_argument("--grid", default="default", choices=sorted(GRIDS),
+                   help="time grid of the candidates (the reference refines it); names get a suffix if not default")
     a = p.parse_args(argv)
     grid = default_grid()
     box = RZ_BOX.lo + (RZ_BOX.hi - RZ_BOX.lo) * qmc.Sobol(15, seed=21).random(a.n_box)
@@ -85,32 +91,37 @@ def main(argv=None):
     }
     if a.update and a.out.exists():
         old = json.loads(a.out.read_text())
-        same = (old["refine"], old["n_paths"], list(old["candidates"])) == (a.refine, a.n_paths,
-                                                                          [*a.candidates, "etd_ref_half"])
-        if not same:
+        if (old["refine"], old["n_paths"]) != (a.refine, a.n_paths):
             raise SystemExit(f"{a.out} was made with other settings; run without --update")
-        result["grids"], result["states"] = old["grids"], {**old["states"], **result["states"]}
-    cfg = MCConfig(n_paths=a.n_paths, batch_size=2)
+        for key in ("grids", "candidates"):
+            result[key] = old.get(key, {})
+        result["states"] = {**old["states"], **result["states"]}
+    cfg = MCConfig(n_paths=a.n_paths, batch_size=2).replace(**GRIDS[a.grid])
+    suffix = "" if a.grid == "default" else f"@{a.grid}"
     cands = {name: CANDIDATES[name] for name in a.candidates}
     cands["etd_ref_half"] = ("etd", a.refine // 2)
-    result["reference"] = {"scheme": "etd", "refine": a.refine, "n_steps": QRHEngine(grid, cfg).n_steps * a.refine}
-    result["candidates"] = {name: {"scheme": sc, "split": sp, "n_steps": QRHEngine(grid, cfg).n_steps * sp}
-                            for name, (sc, sp) in cands.items()}
+    n_steps = QRHEngine(grid, cfg).n_steps
+    result["reference"] = {"scheme": "etd", "refine": a.refine, "of_each_step_of": "the candidate's grid"}
+    result.setdefault("candidates", {}).update({
+        name + suffix: {"scheme": sc, "split": sp, "n_steps": n_steps * sp, "grid": GRIDS[a.grid],
+                        "reference_steps": n_steps * a.refine}
+        for name, (sc, sp) in cands.items()})
     for set_name, X in sets.items():
         t0 = time.perf_counter()
         res = scheme_study(X, grid, cfg, refine=a.refine, candidates=cands, seed=1)
         secs = time.perf_counter() - t0
         for name in cands:
-            entry = result["grids"].setdefault(name, {})
+            entry = result["grids"].setdefault(name + suffix, {})
             entry[set_name] = {
                 "by_maturity": bias_by_maturity(res[name], grid, TOL),
                 "seconds_all_candidates": secs,
                 "missing_vols": int(np.sum(~np.isfinite(res[name]["bias"]))),
                 "per_state": per_state(X, res[name], grid),
             }
-            print(name, set_name, json.dumps([(r["maturity_days"], round(100 * r.get("median_abs_bias", np.nan), 3),
-                                               r.get("states_beyond_tol")) for r in entry[set_name]["by_maturity"]]),
-                  flush=True)
+            summary = [(r["maturity_days"], round(100 * r.get("median_abs_bias", np.nan), 3),
+                        r.get("states_beyond_tol"))
+                       for r in entry[set_name]["by_maturity"]]
+            print(name + suffix, set_name, json.dumps(summary), flush=True)
         _atomic_write(a.out, lambda f: f.write(json.dumps(result, indent=2).encode()))
     print(f"wrote {a.out}")
 

@@ -66,9 +66,9 @@ class MCConfig:
     convergence study in ``benchmarks/convergence.py``)."""
 
     n_paths: int = 24_576  # paths per parameter set (antithetic pairs count twice)
-    steps_per_year: int = 365  # step density after the fine start, steps per year
-    first_step: float = 1e-5  # first time step, years
-    grading: float = 0.01  # in the fine start, step = max(first_step, grading * t)
+    steps_per_year: int = 730  # step density after the fine start, steps per year
+    first_step: float = 5e-6  # first time step, years
+    grading: float = 0.005  # in the fine start, step = max(first_step, grading * t)
     scheme: str = DEFAULT_SCHEME  # factor step: "implicit" (Rosenbaum & Zhang) or "etd" (exact linear part)
     steps_per_hedge: int = 32  # steps between rebalancing dates of the delta-hedge control (0: no hedge)
     antithetic: bool = True  # antithetic pairs (xi, -xi)
