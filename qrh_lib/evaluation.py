@@ -64,6 +64,20 @@ def regression_metrics(y_true, y_pred) -> dict:
     }
 
 
+def metrics_by_stability(y_true, y_pred, growth) -> pd.DataFrame:
+    """:func:`regression_metrics` apart for the stable surfaces (second-moment growth rate <= 0) and the
+    explosive ones (> 0, see :func:`qrh_lib.moments.second_moment_growth`), one row each."""
+    t, p = _pair(y_true, y_pred)
+    g = np.asarray(growth, np.float64)
+    if g.shape != (t.shape[0],):
+        raise ValueError(f"growth must have shape ({t.shape[0]},), got {g.shape}")
+    rows = {}
+    for name, m in (("stable", g <= 0), ("explosive", g > 0)):
+        if m.any():
+            rows[name] = regression_metrics(t[m], p[m])
+    return pd.DataFrame(rows).T
+
+
 def error_maps(y_true, y_pred, grid: Grid) -> dict:
     """Per grid point (n_K, n_T) maps, vol points: ``mae``, ``rmse``, ``max``, ``bias``."""
     t, p = _pair(y_true, y_pred)

@@ -56,7 +56,8 @@ from .kernel import (  # noqa: E402
 from .moments import discrete_moments  # noqa: E402
 from .params import check_inputs, strict_from_dict  # noqa: E402
 
-#: Names the simulation scheme; datasets record it, and a new scheme gives datasets a new key.
+#: Identifies the engine's numerics (the factor step itself is MCConfig.scheme); datasets record it in their key,
+#: so it must change whenever the engine's numbers change.
 SCHEME = "factors-by-MCConfig.scheme/log-euler-spot/2-normals"
 
 

@@ -121,3 +121,17 @@ def test_evaluate_surrogate_is_json_able():
     s = json.dumps(out)
     assert {"overall", "buckets", "maps_pts", "residuals", "arbitrage", "mc_noise"} <= set(out)
     assert "labels" in out["arbitrage"] and "NaN" not in s
+
+
+def test_metrics_by_stability_splits_on_the_growth_rate():
+    from qrh_lib.evaluation import metrics_by_stability, regression_metrics
+
+    rng = np.random.default_rng(0)
+    y = 0.2 + 0.05 * rng.random((6, 60))
+    p = y + 0.01 * rng.standard_normal((6, 60))
+    g = np.array([-0.008, 3.0, -0.008, 0.5, -0.008, -0.008])
+    t = metrics_by_stability(y, p, g)
+    assert list(t.index) == ["stable", "explosive"] and t.loc["explosive", "n_surfaces"] == 2
+    assert t.loc["stable", "rmse_pts"] == pytest.approx(regression_metrics(y[g <= 0], p[g <= 0])["rmse_pts"])
+    with pytest.raises(ValueError, match="growth must have shape"):
+        metrics_by_stability(y, p, g[:3])
