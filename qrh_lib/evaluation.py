@@ -75,7 +75,8 @@ def metrics_by_stability(y_true, y_pred, growth) -> pd.DataFrame:
     for name, m in (("stable", g <= 0), ("explosive", g > 0)):
         if m.any():
             rows[name] = regression_metrics(t[m], p[m])
-    return pd.DataFrame(rows).T
+    out = pd.DataFrame(rows).T
+    return out.astype({"n_surfaces": int}) if len(out) else out
 
 
 def error_maps(y_true, y_pred, grid: Grid) -> dict:
