@@ -15,35 +15,16 @@ from .grid import Grid, default_grid
 from .iv import black_vega
 from .kernel import aggregate_coefficients, step_coefficients
 from .mc import MCConfig, QRHEngine, sample_normals, sample_seeds
-from .moments import second_moment_growth
+from .moments import critical_feedback
 from .params import N_INPUTS, RZ_BOX, InputBox
 from .pricing import _pair_units, otm_payoffs, surface_from_paths
-
-
-def critical_feedback(lam: float, eta: float) -> float:
-    """The feedback strength ``a`` at which the second moments start to grow (:func:`second_moment_growth` = 0)
-    for the given ``lam`` and ``eta``; larger ``a`` makes the state explosive."""
-    x = np.zeros(N_INPUTS)
-    x[0], x[1] = lam, eta
-
-    def growth(a):
-        x[2] = a
-        return second_moment_growth(x)
-
-    lo, hi = 0.0, 1.0
-    while growth(hi) <= 0:
-        lo, hi = hi, 2 * hi
-    for _ in range(50):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if growth(mid) <= 0 else (lo, mid)
-    return lo
 
 
 def corner_states(box: InputBox = RZ_BOX, feedback: float = 0.5) -> np.ndarray:
     """Stress states at the corners of z0: all at one bound, or split fast/slow, with b and c at their bounds,
     the weakest mean reversion and the largest vol of Z of the box (the start stays far from equilibrium
     longest), and the feedback ``a`` at ``feedback`` times its critical value there (beyond it the state is
-    explosive, see :func:`qrh_lib.moments.second_moment_growth`; near it, V is heavy-tailed)."""
+    explosive, see :func:`qrh_lib.moments.critical_feedback`; near it, V is heavy-tailed)."""
     lo, hi = box.lo, box.hi
     a_crit = critical_feedback(lo[0], hi[1])
     rows = []

@@ -144,6 +144,16 @@ SCHEMES = ("etd", "implicit")
 DEFAULT_SCHEME = "implicit"
 
 
+def _linear_part(g: np.ndarray, h: np.ndarray, scheme: str):
+    """Decay ``d`` and drift weight ``phi`` (N, n) of each factor over steps ``h`` (see :class:`StepCoefficients`)."""
+    if scheme == "implicit":
+        D = 1.0 / (1.0 + np.outer(h, g))
+        return D, h[:, None] * D
+    if scheme == "etd":
+        return np.exp(-np.outer(h, g)), -np.expm1(-np.outer(h, g)) / g
+    raise ValueError(f"scheme = {scheme!r} is unknown; allowed: {SCHEMES}")
+
+
 def step_coefficients(gamma, h, scheme: str = DEFAULT_SCHEME) -> StepCoefficients:
     r"""The factor step's coefficients on the steps ``h`` (see :class:`StepCoefficients`).
 
@@ -152,13 +162,9 @@ def step_coefficients(gamma, h, scheme: str = DEFAULT_SCHEME) -> StepCoefficient
     """
     g = np.asarray(gamma, dtype=np.float64)
     h = np.atleast_1d(np.asarray(h, dtype=np.float64))
+    decay, phi = _linear_part(g, h, scheme)
     if scheme == "implicit":
-        D = 1.0 / (1.0 + np.outer(h, g))
-        return StepCoefficients(D, h[:, None] * D, (np.sqrt(h)[:, None] * D)[..., None], np.sqrt(h)[:, None])
-    if scheme != "etd":
-        raise ValueError(f"scheme = {scheme!r} is unknown; allowed: {SCHEMES}")
-    decay = np.exp(-np.outer(h, g))
-    phi = -np.expm1(-np.outer(h, g)) / g
+        return StepCoefficients(decay, phi, (np.sqrt(h)[:, None] * decay)[..., None], np.sqrt(h)[:, None])
     gs = g[:, None] + g[None, :]
     load = np.zeros((h.size, g.size, 2))
     for hk in np.unique(h):
@@ -185,14 +191,12 @@ def aggregate_coefficients(fine: StepCoefficients, refine: int, gamma, scheme: s
     Nc = N // refine
     hf = (fine.dw[:, 0] ** 2).reshape(Nc, refine)  # fine step lengths
     hc = hf.sum(1)
+    dw = fine.dw.reshape(Nc, refine * R)
+    decay, phi = _linear_part(g, hc, scheme)
+    if scheme == "implicit":  # I = D dW
+        return StepCoefficients(decay, phi, decay[:, :, None] * dw[:, None, :], dw)
     # e^{-gamma (t_{k+1} - s_{m+1})}: decay from the end of fine sub-step m to the end of the coarse step
     after = np.cumsum(hf[:, ::-1], axis=1)[:, ::-1] - hf  # time left after sub-step m
     w = np.exp(-after[:, :, None] * g[None, None, :])  # (Nc, refine, n)
     load = (w[..., None] * fine.load.reshape(Nc, refine, n, R)).transpose(0, 2, 1, 3).reshape(Nc, n, refine * R)
-    dw = fine.dw.reshape(Nc, refine * R)
-    if scheme == "implicit":
-        D = 1.0 / (1.0 + np.outer(hc, g))
-        return StepCoefficients(D, hc[:, None] * D, D[:, :, None] * dw[:, None, :], dw)
-    decay = np.exp(-np.outer(hc, g))
-    phi = -np.expm1(-np.outer(hc, g)) / g
     return StepCoefficients(decay, phi, load, dw)

@@ -19,6 +19,7 @@ import numpy as np
 from scipy.linalg import expm
 
 from .kernel import FactorKernel, StepCoefficients, geometric_nodes, step_coefficients
+from .params import N_INPUTS
 
 
 def _generator(x: np.ndarray, k: FactorKernel) -> np.ndarray:
@@ -121,12 +122,25 @@ def second_moment_growth(X, kernel: FactorKernel | None = None) -> np.ndarray:
     single = X.ndim == 1
     X = np.atleast_2d(X)
     k = kernel or geometric_nodes()
-    n, c = k.n, k.c
-    I = np.eye(n)
-    cc = np.kron(c, c)
-    out = np.empty(len(X))
-    for r, (lam, eta, a) in enumerate(X[:, :3]):
-        A = -np.diag(k.gamma) - lam * np.outer(np.ones(n), c)
-        G = np.kron(A, I) + np.kron(I, A) + eta**2 * a * np.outer(np.ones(n * n), cc)
-        out[r] = np.linalg.eigvals(G).real.max()
+    block = slice(k.n, k.n + k.n * k.n)  # the second moments' rows and columns of the generator
+    out = np.array([np.linalg.eigvals(_generator(x, k)[block, block]).real.max() for x in X])
     return out[0] if single else out
+
+
+def critical_feedback(lam: float, eta: float, kernel: FactorKernel | None = None) -> float:
+    """The feedback strength ``a`` at which the second moments start to grow (:func:`second_moment_growth` = 0)
+    for the given ``lam`` and ``eta``; larger ``a`` makes the state explosive."""
+    x = np.zeros(N_INPUTS)
+    x[0], x[1] = lam, eta
+
+    def growth(a):
+        x[2] = a
+        return second_moment_growth(x, kernel)
+
+    lo, hi = 0.0, 1.0
+    while growth(hi) <= 0:
+        lo, hi = hi, 2 * hi
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if growth(mid) <= 0 else (lo, mid)
+    return lo

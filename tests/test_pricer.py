@@ -13,7 +13,7 @@ from qrh_lib.grid import default_grid, sqrt_t_grid
 from qrh_lib.kernel import aggregate_coefficients, geometric_nodes, step_coefficients
 from qrh_lib.mc import MCConfig, QRHEngine, sample_normals, sample_seeds, time_grid
 from qrh_lib.mc_numpy import simulate_numpy
-from qrh_lib.moments import discrete_moments, expected_variance, second_moment_growth
+from qrh_lib.moments import critical_feedback, discrete_moments, expected_variance, second_moment_growth
 from qrh_lib.pricing import cv_estimate, mc_iv_surface, otm_payoffs, price_surfaces, surface_from_paths
 
 Z_TOL = 4.0
@@ -190,8 +190,6 @@ def test_expected_variance_of_the_scheme_converges_to_the_exact_one():
 def test_second_moment_growth_tells_explosive_from_stable_states():
     """E[V_t] of the continuous model grows like exp(rho t) where the growth rate rho > 0, and settles where
     rho < 0; the critical feedback separates the two."""
-    from qrh_lib.convergence import critical_feedback
-
     rho = second_moment_growth(np.stack([X_WILD, X_MID, X_EQ]))
     assert rho[0] > 10 and rho[1] < 0 and rho[2] < 0
     ev = expected_variance(X_WILD, [1.0, 1.5])
