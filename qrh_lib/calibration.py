@@ -7,7 +7,12 @@ Weighted least squares in implied vol, in vol points :math:`r = 100(\hat\sigma(x
     \min_{u \in [-1, 1]^{15}} f(u) = \tfrac12 \sum_j \bar w_j r_j(x(u))^2, \qquad
     \bar w_j = w_j / \textstyle\sum_i w_i, \qquad x(u) = \ell + \tfrac{u + 1}{2} (h - \ell),
 
-over the box :math:`[\ell, h]` (default: the surrogate's training box). Working in :math:`u`
+over the box :math:`[\ell, h]` (default: the surrogate's training box), intersected with the surrogate's
+domain: where the domain is the box's stable part (:mod:`qrh_lib.domain`), the feedback :math:`a` is mapped
+to :math:`[\ell_a, \bar a(\lambda, \eta)]` with :math:`\bar a = \min(h_a, \kappa\, a^*(\lambda, \eta))`,
+:math:`a = \ell_a + \tfrac{u_a + 1}{2} (\bar a(\lambda, \eta) - \ell_a)`, so every :math:`u` in the cube is a
+state of the domain and the search never returns an explosive one (the gradient carries the chain rule through
+:math:`\bar a`). Working in :math:`u`
 puts all inputs on the same scale (``c`` spans 3e-2, ``lambda`` spans 2), which L-BFGS-B's
 bound handling and its gradient tolerance need. The fit RMSE reported is
 :math:`\sqrt{2f}` (weighted RMS error, vol points). NaN targets get zero weight.
@@ -82,6 +87,12 @@ def _bounds_arrays(surrogate, bounds) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
+_LAM, _ETA, _A = 0, 1, 2
+#: Calibrated states keep this relative distance below the domain's margin (its tabulated a* is accurate to
+#: ~2e-8), so that the surrogate's own exact domain check always accepts them.
+_MARGIN_SAFETY = 1e-6
+
+
 class _Objective:
     """f(u) and its gradient for one target surface (see module docstring)."""
 
@@ -89,8 +100,20 @@ class _Objective:
         self.lo, self.hi = lo, hi
         self.half = (hi - lo) / 2.0
         self.mid = lo + self.half
-        self.A = self.half * surrogate.x_scale  # xs = A u + c
+        self.x_scale = surrogate.x_scale
+        self.A = self.half * surrogate.x_scale  # xs = A u + c (box part)
         self.c = self.mid * surrogate.x_scale + surrogate.x_min
+        self.x_min = surrogate.x_min
+        margin = surrogate.domain.max_feedback_ratio
+        self.stable = margin is not None and hi[_A] > lo[_A]
+        if self.stable:
+            from .moments import lyapunov_table
+
+            grid, table = lyapunov_table()
+            self._q = (grid, table, np.gradient(table, grid))
+            self.kappa = margin * (1 - _MARGIN_SAFETY)
+            if backend == "tf":
+                raise ValueError("backend 'tf' searches the box only; use backend='numpy' on a stable domain")
         self.t = np.where(np.isfinite(target), target, 0.0)
         w = np.where(np.isfinite(target), weights, 0.0)
         if w.sum() <= 0:
@@ -104,13 +127,33 @@ class _Objective:
         elif backend != "numpy":
             raise ValueError(f"backend must be 'numpy' or 'tf', got {backend!r}")
 
+    def _a_max(self, X):
+        """Largest a of the domain at each row's (lambda, eta), and its derivatives in lambda and eta."""
+        grid, q, dq = self._q
+        lam, eta = X[:, _LAM], X[:, _ETA]
+        a_star = self.kappa / (eta**2 * np.interp(lam, grid, q))
+        capped = a_star >= self.hi[_A]
+        a_max = np.where(capped, self.hi[_A], a_star)
+        d_lam = np.where(capped, 0.0, -a_star * np.interp(lam, grid, dq) / np.interp(lam, grid, q))
+        d_eta = np.where(capped, 0.0, -2.0 * a_star / eta)
+        return a_max, d_lam, d_eta
+
     def x_of(self, u):
-        """Raw inputs for u; clipped so round-off never leaves the box (predict would refuse it)."""
-        return np.clip(self.mid + self.half * np.asarray(u), self.lo, self.hi)
+        """Raw inputs for u (one row or many); clipped so round-off never leaves the box (predict would
+        refuse it), with a mapped into the domain's feedback range."""
+        u = np.asarray(u, np.float64)
+        X = np.clip(self.mid + self.half * np.atleast_2d(u), self.lo, self.hi)
+        if self.stable:
+            a_max, _, _ = self._a_max(X)
+            X[:, _A] = self.lo[_A] + 0.5 * (np.atleast_2d(u)[:, _A] + 1.0) * (a_max - self.lo[_A])
+        return X[0] if u.ndim == 1 else X
+
+    def _scaled(self, U):
+        return U * self.A + self.c if not self.stable else self.x_of(U) * self.x_scale + self.x_min
 
     def values(self, U) -> np.ndarray:
         """f at many points U (m, 15), one batched forward pass."""
-        r = PTS * (self.net.forward(U * self.A + self.c) - self.t)
+        r = PTS * (self.net.forward(self._scaled(U)) - self.t)
         return 0.5 * np.sum(self.w * r**2, axis=1)
 
     def __call__(self, u_flat):
@@ -121,10 +164,20 @@ class _Objective:
             f, g = self._tf(tf.constant(U, tf.float32))
             return float(f), np.asarray(g, np.float64).reshape(-1)
         cache = []
-        r = PTS * (self.net.forward(U * self.A + self.c, cache) - self.t)
+        r = PTS * (self.net.forward(self._scaled(U), cache) - self.t)
         f = 0.5 * float(np.sum(self.w * r * r))
         g_xs = self.net.vjp(PTS * self.w * r, cache)
-        return f, (g_xs * self.A).reshape(-1)
+        if not self.stable:
+            return f, (g_xs * self.A).reshape(-1)
+        g_x = g_xs * self.x_scale  # gradient in the raw inputs
+        X = np.clip(self.mid + self.half * U, self.lo, self.hi)
+        a_max, d_lam, d_eta = self._a_max(X)
+        g_u = g_x * self.half
+        t = 0.5 * (U[:, _A] + 1.0)  # a = lo_a + t (a_max - lo_a)
+        g_u[:, _A] = g_x[:, _A] * 0.5 * (a_max - self.lo[_A])
+        g_u[:, _LAM] += g_x[:, _A] * t * d_lam * self.half[_LAM]
+        g_u[:, _ETA] += g_x[:, _A] * t * d_eta * self.half[_ETA]
+        return f, g_u.reshape(-1)
 
 
 def _tf_value_and_grad(surrogate, A, c, t, w):
@@ -226,6 +279,9 @@ def _calibrate(
     if x0 is not None:
         span = np.where(hi > lo, hi - lo, 1.0)
         u0 = np.clip(2.0 * (np.asarray(x0, np.float64) - lo) / span - 1.0, -1.0, 1.0)
+        if obj.stable:  # the inverse of the map of a into the domain's feedback range
+            a_max = obj._a_max(np.clip(np.asarray(x0, np.float64), lo, hi)[None, :])[0][0]
+            u0[_A] = np.clip(2.0 * (x0[_A] - lo[_A]) / (a_max - lo[_A]) - 1.0, -1.0, 1.0)
         starts_u = np.vstack([u0[None, :], starts_u[: max(n_starts - 1, 0)]])
     # joint=True runs all starts as one L-BFGS-B problem on the sum of their independent objectives
     # (a batch of n_starts rows costs about one row); it is a little faster at the default tolerances
@@ -247,6 +303,8 @@ def _calibrate(
     f_starts = obj.values(U)
     best = int(np.argmin(f_starts))
     x = obj.x_of(U[best])
+    if not surrogate.domain.contains(x)[0]:  # only where bounds fix a above the domain's feedback range
+        surrogate.domain.check(x[None, :], what="calibrated x")
     iv = surrogate.numpy_net.forward(surrogate.scale_inputs(x)[None, :])[0]
     fit_pts = float(np.sqrt(2.0 * f_starts[best]))
     starts = tuple(

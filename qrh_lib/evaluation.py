@@ -247,3 +247,40 @@ def evaluate_surrogate(y_true, y_pred, grid: Grid, iv_se=None) -> dict:
         r["ratio_map"] = r["ratio_map"].tolist()
         out["mc_noise"] = r
     return out
+
+
+def atm_vol_level(iv, grid: Grid, atm_band: float = 0.05) -> np.ndarray:
+    """A surface's volatility level: the mean implied vol of its at-the-money points (|k|/sqrt(T) <= band)."""
+    iv = np.asarray(iv, np.float64)
+    atm = bucket_masks(grid, atm_band)["atm"].ravel()
+    return iv[:, atm].mean(axis=1)
+
+
+def truth_metrics(y_truth, y_pred, grid: Grid, truth_se=None, atm_band: float = 0.05, n_levels: int = 10) -> dict:
+    r"""The surrogate against the truth set (:mod:`qrh_lib.truth`): the headline accuracy.
+
+    Returns ``overall`` (:func:`regression_metrics`, plus ``rmse_noise_removed_pts`` =
+    :math:`\sqrt{\mathrm{RMSE}^2 - \overline{\mathrm{se}^2}}` when the truth's own standard errors are given),
+    ``by_bucket`` (:func:`bucket_metrics` records) and ``by_atm_vol`` (one record per ATM-vol decile of the truth
+    surfaces: range, MAE, RMSE, p99, max in vol points and mean relative error in %).
+    """
+    t, p = _pair(y_truth, y_pred)
+    overall = regression_metrics(t, p)
+    if truth_se is not None:
+        ms_se = float(np.mean(np.asarray(truth_se, np.float64) ** 2)) * PTS**2
+        overall["truth_rms_se_pts"] = float(np.sqrt(ms_se))
+        overall["rmse_noise_removed_pts"] = float(np.sqrt(max(overall["rmse_pts"] ** 2 - ms_se, 0.0)))
+    level = atm_vol_level(t, grid, atm_band)
+    edges = np.quantile(level, np.linspace(0, 1, n_levels + 1))
+    which = np.clip(np.searchsorted(edges, level, side="right") - 1, 0, n_levels - 1)
+    levels = []
+    for q in range(n_levels):
+        m = which == q
+        if not m.any():
+            continue
+        r = regression_metrics(t[m], p[m])
+        levels.append({"decile": q + 1, "atm_vol_from_pct": PTS * float(level[m].min()),
+                       "atm_vol_to_pct": PTS * float(level[m].max()), "n_surfaces": int(m.sum()),
+                       **{k: r[k] for k in ("mae_pts", "rmse_pts", "p99_pts", "max_pts", "mean_rel_pct")}})
+    buckets = bucket_metrics(t, p, grid, iv_se=truth_se, atm_band=atm_band)
+    return {"overall": overall, "by_bucket": buckets.to_dict("records"), "by_atm_vol": levels}

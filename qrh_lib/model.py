@@ -102,34 +102,40 @@ class PCAReconstruction(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class ResidualBlock(keras.layers.Layer):
     """``h + Dense(Dropout(SiLU(LayerNorm(Dense(h)))))``; the second Dense starts at zero
-    (``zero_init=True``) so every block is the identity at initialisation."""
+    (``zero_init=True``) so every block is the identity at initialisation. ``layer_norm=False`` drops the
+    LayerNorm (for the ablation)."""
 
-    def __init__(self, width: int, dropout_rate: float = 0.0, seed: int = 0, zero_init: bool = True, **kwargs):
+    def __init__(self, width: int, dropout_rate: float = 0.0, seed: int = 0, zero_init: bool = True,
+                 layer_norm: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.width, self.dropout_rate, self.seed, self.zero_init = int(width), float(dropout_rate), int(seed), zero_init
+        self.layer_norm = bool(layer_norm)
         self.dense1 = keras.layers.Dense(
             width, kernel_initializer=keras.initializers.GlorotUniform(seed=seed), name="dense1"
         )
-        self.norm = keras.layers.LayerNormalization(name="norm")
+        self.norm = keras.layers.LayerNormalization(name="norm") if self.layer_norm else None
         self.dropout = keras.layers.Dropout(dropout_rate, seed=seed + 1) if dropout_rate > 0 else None
         init2 = "zeros" if zero_init else keras.initializers.GlorotUniform(seed=seed + 2)
         self.dense2 = keras.layers.Dense(width, kernel_initializer=init2, name="dense2")
 
     def build(self, input_shape):
         self.dense1.build(input_shape)
-        self.norm.build((input_shape[0], self.width))
+        if self.norm is not None:
+            self.norm.build((input_shape[0], self.width))
         self.dense2.build((input_shape[0], self.width))
         super().build(input_shape)
 
     def call(self, h, training=None):
-        u = keras.activations.silu(self.norm(self.dense1(h)))
+        t = self.dense1(h)
+        u = keras.activations.silu(self.norm(t) if self.norm is not None else t)
         if self.dropout is not None:
             u = self.dropout(u, training=training)
         return h + self.dense2(u)
 
     def get_config(self):
         cfg = super().get_config()
-        cfg.update(width=self.width, dropout_rate=self.dropout_rate, seed=self.seed, zero_init=self.zero_init)
+        cfg.update(width=self.width, dropout_rate=self.dropout_rate, seed=self.seed, zero_init=self.zero_init,
+                   layer_norm=self.layer_norm)
         return cfg
 
 
@@ -141,6 +147,8 @@ def build_resmlp_pca_model(
     dropout_rate: float = 0.0,
     seed: int = 0,
     name: str = "qrh_resmlp_pca",
+    residual: bool = True,
+    layer_norm: bool = True,
 ) -> keras.Model:
     """Residual MLP from scaled inputs (n, ``input_dim``) to vols (n, d) through K PCA coefficients.
 
@@ -154,6 +162,9 @@ def build_resmlp_pca_model(
         Dropout inside each block (0 disables it).
     seed : int
         Seeds every initializer and dropout layer, so the model does not depend on global state.
+    residual, layer_norm : bool
+        ``residual=False`` replaces the residual blocks by plain ``SiLU(Dense(h))`` layers (a plain MLP of
+        ``n_blocks + 1`` hidden layers); ``layer_norm=False`` drops the blocks' LayerNorm. Both for the ablation.
     """
     if width < 1 or n_blocks < 0 or not 0.0 <= dropout_rate < 1.0:
         raise ValueError(f"bad architecture width={width}, n_blocks={n_blocks}, dropout_rate={dropout_rate}")
@@ -163,7 +174,12 @@ def build_resmlp_pca_model(
         width, activation="silu", name="stem", kernel_initializer=keras.initializers.GlorotUniform(seed=seed)
     )(inputs)
     for i in range(n_blocks):
-        h = ResidualBlock(width, dropout_rate, seed=seed + 10 * (i + 1), name=f"block_{i}")(h)
+        if residual:
+            h = ResidualBlock(width, dropout_rate, seed=seed + 10 * (i + 1), layer_norm=layer_norm,
+                              name=f"block_{i}")(h)
+        else:
+            h = keras.layers.Dense(width, activation="silu", name=f"hidden_{i}",
+                                   kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 10 * (i + 1)))(h)
     c = keras.layers.Dense(
         pca_info["K"], name="pca_coefficients", kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 7)
     )(h)

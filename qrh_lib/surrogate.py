@@ -8,7 +8,8 @@ Artifact folder (written by :meth:`QRHSurrogate.save`)::
     x_scaling.json   MinMax map x_s = x * scale + min (sklearn's scale_, min_), feature_range (-1, 1)
     x_scaler.pkl     the dataset's fitted MinMaxScaler, when given (y_scaler.pkl likewise)
     grid.json        Grid.to_dict()
-    box.json         InputBox.to_dict(): the training box; predict refuses inputs outside it
+    box.json         InputBox.to_dict(): the training box
+    domain.json      Domain.to_dict(): the training domain (the box's stable part); predict refuses inputs outside it
     config.json      training/model/loss configuration
     metrics.json     evaluation metrics
     versions.json    library versions that wrote it
@@ -30,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 from scipy.special import expit
 
+from .domain import Domain
 from .grid import Grid
 from .params import N_INPUTS, InputBox, check_inputs
 from .pca import pca_from_arrays, pca_to_arrays
@@ -49,23 +51,16 @@ class NumpyResMLP:
         from .model import PCAReconstruction, ResidualBlock
 
         self.stem = self.blocks = self.head = self.recon = None
-        blocks = []
+        blocks, self.hidden = [], []
         for layer in model.layers:
             if isinstance(layer, ResidualBlock):
                 n = layer.norm
                 blocks.append(
-                    tuple(
-                        np.asarray(w, np.float64)
-                        for w in (
-                            layer.dense1.kernel,
-                            layer.dense1.bias,
-                            n.gamma,
-                            n.beta,
-                            layer.dense2.kernel,
-                            layer.dense2.bias,
-                        )
-                    )
-                    + (float(n.epsilon),)
+                    tuple(np.asarray(w, np.float64) for w in (layer.dense1.kernel, layer.dense1.bias))
+                    + ((np.asarray(n.gamma, np.float64), np.asarray(n.beta, np.float64)) if n is not None
+                       else (None, None))
+                    + tuple(np.asarray(w, np.float64) for w in (layer.dense2.kernel, layer.dense2.bias))
+                    + (float(n.epsilon) if n is not None else None,)
                 )
             elif isinstance(layer, PCAReconstruction):
                 self.recon = (np.asarray(layer.W, np.float64), np.asarray(layer.b, np.float64))
@@ -73,10 +68,13 @@ class NumpyResMLP:
                 wb = (np.asarray(layer.kernel, np.float64), np.asarray(layer.bias, np.float64))
                 if layer.name == "stem":
                     self.stem = wb
+                elif layer.name.startswith("hidden_"):
+                    self.hidden.append(wb)
                 else:
                     self.head = wb
         self.blocks = blocks
         width = blocks[0][0].shape[1] if blocks else 1
+        self.layers = [self.stem, *self.hidden]  # SiLU(x W + b) layers before the blocks
         self._avg = np.full((width, 1), 1.0 / width)
         if self.stem is None or self.head is None or self.recon is None:
             raise ValueError("model is not a build_resmlp_pca_model network")
@@ -86,20 +84,25 @@ class NumpyResMLP:
 
     def forward(self, xs: np.ndarray, cache: list | None = None) -> np.ndarray:
         """Vols (n, d) from scaled inputs (n, 15); fills ``cache`` for :meth:`vjp` if given."""
-        a = xs @ self.stem[0]
-        a += self.stem[1]
-        h = a * expit(a)
-        if cache is not None:
-            cache.append(a)
+        h = xs
+        for W, b in self.layers:
+            a = h @ W
+            a += b
+            h = a * expit(a)
+            if cache is not None:
+                cache.append(a)
         for W1, b1, g, be, W2, b2, eps in self.blocks:
             t = h @ W1
             t += b1
-            avg = self._avg  # row means as a matmul: ~4x faster than .mean(axis=-1) for one row
-            t -= t @ avg
-            inv = 1.0 / np.sqrt((t * t) @ avg + eps)
-            t *= inv  # normalised pre-activation
-            v = t * g
-            v += be
+            if g is None:
+                inv, v = None, t
+            else:
+                avg = self._avg  # row means as a matmul: ~4x faster than .mean(axis=-1) for one row
+                t -= t @ avg
+                inv = 1.0 / np.sqrt((t * t) @ avg + eps)
+                t *= inv  # normalised pre-activation
+                v = t * g
+                v += be
             if cache is not None:
                 cache.append((t, inv, v))
             h = h + (v * expit(v)) @ W2
@@ -111,17 +114,22 @@ class NumpyResMLP:
     def vjp(self, g_out: np.ndarray, cache: list) -> np.ndarray:
         r"""Gradient with respect to the scaled inputs of :math:`\sum g_{out} \cdot \hat y`."""
         gh = g_out @ self.out_W.T
-        for (W1, _, g, _, W2, _, _), (that, inv, v) in zip(reversed(self.blocks), reversed(cache[1:]), strict=True):
+        n_pre = len(self.layers)
+        for (W1, _, g, _, W2, _, _), (that, inv, v) in zip(reversed(self.blocks), reversed(cache[n_pre:]),
+                                                         strict=True):
             gu = gh @ W2.T
             s = expit(v)
             gv = gu * (s * (1.0 + v * (1.0 - s)))
-            gt_hat = gv * g
-            gt = inv * (gt_hat - gt_hat @ self._avg - that * ((gt_hat * that) @ self._avg))
+            if g is None:
+                gt = gv
+            else:
+                gt_hat = gv * g
+                gt = inv * (gt_hat - gt_hat @ self._avg - that * ((gt_hat * that) @ self._avg))
             gh = gh + gt @ W1.T
-        a = cache[0]
-        s = expit(a)
-        ga = gh * (s * (1.0 + a * (1.0 - s)))
-        return ga @ self.stem[0].T
+        for (W, _), a in zip(reversed(self.layers), reversed(cache[:n_pre]), strict=True):
+            s = expit(a)
+            gh = (gh * (s * (1.0 + a * (1.0 - s)))) @ W.T
+        return gh
 
 
 class QRHSurrogate:
@@ -137,7 +145,10 @@ class QRHSurrogate:
         Input scaling :math:`x_s = x \\cdot scale + min` (``MinMaxScaler.scale_``, ``.min_``).
     grid : Grid
     box : InputBox
-        The training domain; :meth:`predict` refuses inputs outside it unless told otherwise.
+        The training box.
+    domain : Domain, optional
+        The training domain (default: the whole box); :meth:`predict` refuses inputs outside it unless told
+        otherwise: outside the box, or beyond the stable domain's margin below the critical feedback.
     config, metrics : dict, optional
         JSON-able training configuration and evaluation metrics.
     x_scaler, y_scaler : sklearn scalers, optional
@@ -156,6 +167,7 @@ class QRHSurrogate:
         metrics=None,
         x_scaler=None,
         y_scaler=None,
+        domain: Domain | None = None,
     ):
         self.model = model
         self.pca_info = pca_info
@@ -164,7 +176,16 @@ class QRHSurrogate:
         if self.x_scale.shape != (N_INPUTS,) or self.x_min.shape != (N_INPUTS,):
             raise ValueError(f"x_scale and x_min must have shape ({N_INPUTS},)")
         self.grid, self.box = grid, box
+        self.domain = Domain(box, None) if domain is None else domain
+        if self.domain.box != box:
+            raise ValueError(f"domain's box {self.domain.box.name!r} is not the training box {box.name!r}")
         self._lo, self._hi = box.lo, box.hi
+        self._margin = self.domain.max_feedback_ratio
+        if self._margin is not None:
+            from .moments import RATIO_TABLE_TOL, lyapunov_table
+
+            self._ratio_grid, self._ratio_table = lyapunov_table()
+            self._margin_fast = self._margin * (1 - RATIO_TABLE_TOL)
         self.config = dict(config or {})
         self.metrics = dict(metrics or {})
         self.x_scaler, self.y_scaler = x_scaler, y_scaler
@@ -185,21 +206,26 @@ class QRHSurrogate:
         return np.asarray(X, np.float64) * self.x_scale + self.x_min
 
     def check(self, X, allow_extrapolation: bool = False) -> np.ndarray:
-        """Validate raw inputs; outside the training box raise ``ValueError`` naming input and bounds."""
-        if not allow_extrapolation:
-            # Fast path for the common case (one vectorised comparison); the slow path names the culprit.
-            Xa = np.asarray(X, np.float64)
-            if Xa.ndim == 1 and Xa.size == N_INPUTS:
-                Xa = Xa[None, :]
-            if Xa.ndim == 2 and Xa.shape[1] == N_INPUTS and np.all((Xa >= self._lo) & (Xa <= self._hi)):
-                return Xa
+        """Validate raw inputs; outside the training domain raise ``ValueError`` naming the input and its
+        bounds (outside the box) or ``a``, its feedback ratio and ``a*(lambda, eta)`` (beyond the margin)."""
         if allow_extrapolation:
             return check_inputs(X, None)
+        # Fast path for the common case (vectorised comparisons, the tabulated a*); the slow path names the culprit
+        Xa = np.asarray(X, np.float64)
+        if Xa.ndim == 1 and Xa.size == N_INPUTS:
+            Xa = Xa[None, :]
+        if Xa.ndim == 2 and Xa.shape[1] == N_INPUTS and np.all((Xa >= self._lo) & (Xa <= self._hi)):
+            if self._margin is None:
+                return Xa
+            ratio = Xa[:, 2] * Xa[:, 1] ** 2 * np.interp(Xa[:, 0], self._ratio_grid, self._ratio_table)
+            if np.all(ratio <= self._margin_fast):
+                return Xa
         try:
-            return check_inputs(X, self.box)
+            return self.domain.check(X)
         except ValueError as err:
             raise ValueError(
-                f"{err} (training box {self.box.name!r}; pass allow_extrapolation=True to predict outside it)"
+                f"{err} (training domain: the {self.domain.kind} part of box {self.box.name!r}; pass "
+                "allow_extrapolation=True to predict outside it)"
             ) from None
 
     # ------------------------------------------------------------------ forward paths
@@ -247,6 +273,7 @@ class QRHSurrogate:
                     pickle.dump(sc, f)
         _write_json(path / "grid.json", self.grid.to_dict())
         _write_json(path / "box.json", self.box.to_dict())
+        _write_json(path / "domain.json", self.domain.to_dict())
         _write_json(path / "config.json", self.config)
         _write_json(path / "metrics.json", self.metrics)
         _write_json(path / "versions.json", library_versions())
@@ -280,6 +307,7 @@ class QRHSurrogate:
             InputBox(box["name"], tuple(box["lower"]), tuple(box["upper"])),
             config=_read_json(path / "config.json") if (path / "config.json").exists() else None,
             metrics=_read_json(path / "metrics.json") if (path / "metrics.json").exists() else None,
+            domain=Domain.from_dict(_read_json(path / "domain.json")) if (path / "domain.json").exists() else None,
             **scalers,
         )
 

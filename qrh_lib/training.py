@@ -90,6 +90,8 @@ class TrainConfig:
     use_pca_scaler: bool = True
     width: int = 128
     n_blocks: int = 4
+    residual: bool = True  # residual blocks; False: a plain MLP of n_blocks + 1 SiLU layers
+    layer_norm: bool = True  # LayerNorm inside each residual block
     dropout_rate: float = 0.0
     huber_delta: float = 1.0  # vol points
     otm_put_weight: float = 2.0
@@ -133,6 +135,7 @@ def train_surrogate(
     tensorboard_dir=None,
     verbose: int = 0,
     y_scaler=None,
+    domain=None,
 ) -> tuple[QRHSurrogate, dict]:
     """Fit PCA, build, compile and train the residual MLP; return the surrogate and its history.
 
@@ -150,6 +153,8 @@ def train_surrogate(
     run_dir : path, optional
         Callbacks' folder (checkpoint, CSV history); a temporary one is not created: without it
         only early stopping and LR reduction run.
+    domain : qrh_lib.domain.Domain, optional
+        The training domain (the dataset's); the surrogate refuses inputs outside it. Default: the box.
     """
     from .model import build_resmlp_pca_model, compile_advanced_qrh_model
 
@@ -171,7 +176,8 @@ def train_surrogate(
         }
     pca_info = fit_pca_components(y_train, K=K, use_scaler=cfg.use_pca_scaler)
     model = build_resmlp_pca_model(
-        pca_info, width=cfg.width, n_blocks=cfg.n_blocks, dropout_rate=cfg.dropout_rate, seed=cfg.seed
+        pca_info, width=cfg.width, n_blocks=cfg.n_blocks, dropout_rate=cfg.dropout_rate, seed=cfg.seed,
+        residual=cfg.residual, layer_norm=cfg.layer_norm,
     )
     compile_advanced_qrh_model(
         model,
@@ -229,7 +235,8 @@ def train_surrogate(
         "train_seconds": seconds,
         "epochs_run": len(history.get("loss", [])),
     }
-    sur = QRHSurrogate.from_scaler(model, pca_info, x_scaler, grid, box, config=conf, y_scaler=y_scaler)
+    sur = QRHSurrogate.from_scaler(model, pca_info, x_scaler, grid, box, config=conf, y_scaler=y_scaler,
+                                   domain=domain)
     return sur, history
 
 
@@ -262,6 +269,7 @@ def train_from_folder(
         tensorboard_dir=tensorboard_dir,
         verbose=verbose,
         y_scaler=d.get("y_scaler"),
+        domain=d.get("domain"),
     )
     sur.config["dataset"] = {"path": str(path), "seed": d["manifest"].get("seed")}
     if "test_X" in d:

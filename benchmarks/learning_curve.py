@@ -1,0 +1,240 @@
+"""Learning curves, labels at an equal pricing budget, and the ablation of the surrogate's recipe, all judged
+against the truth set (qrh_lib.truth).
+
+Data: stable-domain datasets of the cpu profile's design (seed 0, scrambled Sobol), priced at several paths per
+surface (generated here if missing, reused otherwise). Every run uses the points of the design with index below
+``n_design``: indices ending in 9 (10%) validate (early stopping, learning-rate cuts), the rest train. The
+datasets share the design, so runs at equal ``n_design`` differ only in the labels' noise.
+
+    python benchmarks/learning_curve.py ablation     # the recipe, element by element -> results/ablation.json
+    python benchmarks/learning_curve.py curve        # sizes and label budgets -> results/learning_curve.json
+    python benchmarks/learning_curve.py ensemble     # deep ensemble at the largest size -> results/ensemble.json
+
+Each run is appended to the JSON as soon as it ends (the script resumes where it stopped). Runs use one
+training seed; differences of a few percent between recipes are within the seed-to-seed spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+from _common import RESULTS_DIR, machine  # noqa: E402
+
+from qrh_lib.data import GenerationConfig, default_out_dir, generate_dataset, load_shards  # noqa: E402
+from qrh_lib.evaluation import truth_metrics  # noqa: E402
+from qrh_lib.truth import load_truth_set  # noqa: E402
+
+SEED = 0
+#: The plain MLP of the baseline: 5 SiLU layers of 128, linear output (all 60 PCA components: no truncation),
+#: mean squared error (a Huber threshold far above any error), uniform weights, no smoothness terms.
+PLAIN = {"residual": False, "n_blocks": 4, "width": 128, "n_components": 60, "huber_delta": 1e4,
+         "otm_put_weight": 1.0, "sobolev_strike": 0.0, "sobolev_maturity": 0.0, "learning_rate": 2e-3,
+         "batch_size": 128, "epochs": 3000, "patience": 60, "lr_patience": 20}
+#: The seed's recipe as the cpu profile ran it before this study.
+SEED_RECIPE = {"residual": True, "layer_norm": True, "n_blocks": 4, "width": 128, "n_components": None,
+               "huber_delta": 1.0, "otm_put_weight": 2.0, "sobolev_strike": 0.1, "sobolev_maturity": 0.1,
+               "learning_rate": 2e-3, "batch_size": 128, "epochs": 3000, "patience": 40, "lr_patience": 12}
+ABLATION = {
+    "plain MLP (baseline)": {},
+    "+ PCA head, K by the noise rule": {"n_components": None},
+    "+ PCA head, K = 30": {"n_components": 30},
+    "+ residual blocks (no LayerNorm)": {"residual": True, "layer_norm": False},
+    "+ residual blocks with LayerNorm": {"residual": True, "layer_norm": True},
+    "+ Huber loss (delta 1 vol pt)": {"huber_delta": 1.0},
+    "+ OTM put weight 2": {"otm_put_weight": 2.0},
+    "+ Sobolev terms 0.1": {"sobolev_strike": 0.1, "sobolev_maturity": 0.1},
+    "+ earlier stopping (patience 40, LR patience 12)": {"patience": 40, "lr_patience": 12},
+    "seed recipe (all of the above)": "seed",
+}
+
+
+def dataset(n_design: int, n_paths: int) -> Path:
+    cfg = GenerationConfig(n_samples=n_design, seed=SEED, mc={"n_paths": n_paths})
+    out = default_out_dir(cfg)
+    generate_dataset(cfg, out)
+    return out
+
+
+def design_split(n_design: int, n_paths: int, source_n: int | None = None) -> dict:
+    """Train/val arrays of the first ``n_design`` design points of the dataset of ``source_n`` points."""
+    out = dataset(source_n or n_design, n_paths)
+    n_shards = len(list((out / "shards").glob("shard_*.npz")))
+    d = load_shards(out, n_shards)
+    idx = np.arange(len(d["X"]))
+    keep = (idx < n_design) & np.all(np.isfinite(d["iv"]), axis=1)
+    val = keep & (idx % 10 == 9)
+    tr = keep & ~val
+    return {"train_X": d["X"][tr], "train_y": d["iv"][tr], "train_iv_se": d["iv_se"][tr], "val_X": d["X"][val],
+            "val_y": d["iv"][val], "val_iv_se": d["iv_se"][val], "dataset": str(out), "n_paths": n_paths,
+            "n_design": n_design, "label_se_median_pts": float(100 * np.median(d["iv_se"][keep]))}
+
+
+def train_and_judge(data: dict, recipe: dict, truth: dict, seed: int = SEED) -> tuple[dict, np.ndarray]:
+    from sklearn.preprocessing import MinMaxScaler
+
+    from qrh_lib.data import load_dataset
+    from qrh_lib.training import TrainConfig, train_surrogate
+
+    meta = load_dataset(data["dataset"])
+    x_scaler = MinMaxScaler(feature_range=(-1, 1)).fit(data["train_X"])
+    cfg = TrainConfig.from_dict({**recipe, "seed": seed})
+    t0 = time.perf_counter()
+    sur, hist = train_surrogate(data["train_X"], data["train_y"], data["val_X"], data["val_y"], x_scaler,
+                                meta["grid"], meta["box"], config=cfg, train_iv_se=data["train_iv_se"],
+                                val_iv_se=data["val_iv_se"])
+    secs = time.perf_counter() - t0
+    pred = sur.predict(truth["X"], allow_extrapolation=True)
+    tm = truth_metrics(truth["y"], pred, meta["grid"], truth_se=truth["iv_se"])
+    o = tm["overall"]
+    row = {"n_design": data["n_design"], "n_paths": data["n_paths"], "n_train": len(data["train_X"]),
+           "n_val": len(data["val_X"]), "label_se_median_pts": data["label_se_median_pts"],
+           "K": int(sur.pca_info["K"]), "epochs_run": len(hist["loss"]), "train_seconds": secs, "seed": seed,
+           **{f"truth_{k}": o[k] for k in ("mae_pts", "rmse_pts", "rmse_noise_removed_pts", "p99_pts", "max_pts",
+                                           "mean_rel_pct")},
+           "truth_mae_by_atm_vol_decile": [r["mae_pts"] for r in tm["by_atm_vol"]],
+           "val_mae_pts": float(min(hist["val_mae_vol_points"])), "config": cfg.to_dict()}
+    return row, pred
+
+
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Results:
+    """A JSON file of runs, rewritten after each run; a run whose key is present is not redone."""
+
+    def __init__(self, name: str, about: dict):
+        self.path = RESULTS_DIR / f"{name}.json"
+        old = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.doc = {"benchmark": name, "about": about, "machine": machine(), "runs": old.get("runs", [])}
+
+    def done(self, key: str):
+        return next((r for r in self.doc["runs"] if r.get("key") == key), None)
+
+    def add(self, row: dict, **extra):
+        self.doc.update(extra)
+        self.doc["runs"].append(row)
+        self.save()
+
+    def save(self):
+        from qrh_lib.data import save_json
+
+        self.doc["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        save_json(self.path, self.doc)
+
+
+def run_ablation(n_design: int, n_paths: int, source_n: int):
+    truth = load_truth_set()
+    data = design_split(n_design, n_paths, source_n)
+    res = Results("ablation", {"n_design": n_design, "n_paths": n_paths, "seed": SEED, "plain": PLAIN,
+                               "seed_recipe": SEED_RECIPE, "judged_on": "truth set (qrh_lib.truth)"})
+    for name, change in ABLATION.items():
+        recipe = SEED_RECIPE if change == "seed" else {**PLAIN, **change}
+        key = _key(name, recipe, n_design, n_paths)
+        if res.done(key):
+            continue
+        row, _ = train_and_judge(data, recipe, truth)
+        print(f"{name:<50} MAE {row['truth_mae_pts']:.3f} RMSE {row['truth_rmse_pts']:.3f} "
+              f"p99 {row['truth_p99_pts']:.3f} max {row['truth_max_pts']:.2f} ({row['epochs_run']} epochs, "
+              f"{row['train_seconds']:.0f} s)", flush=True)
+        res.add({"key": key, "recipe": name, **row})
+
+
+def power_law(n, err) -> dict:
+    """Least-squares fit of log(err) = log(A) - p log(n)."""
+    slope, intercept = np.polyfit(np.log(n), np.log(err), 1)
+    return {"A": float(np.exp(intercept)), "exponent": float(-slope)}
+
+
+def run_curve(recipe: dict, sizes, budget, source_n: int, main_paths: int):
+    truth = load_truth_set()
+    res = Results("learning_curve", {"recipe": recipe, "seed": SEED, "sizes": list(sizes),
+                                     "budget_points": [list(b) for b in budget],
+                                     "judged_on": "truth set (qrh_lib.truth)"})
+    todo = [(n, main_paths, source_n, "size") for n in sizes] + [(n, p, n, "budget") for n, p in budget]
+    for n, p, src, kind in todo:
+        key = _key(recipe, n, p)
+        prev = res.done(key)
+        if prev:
+            if kind not in prev["kinds"]:
+                prev["kinds"].append(kind)
+                res.save()
+            continue
+        row, _ = train_and_judge(design_split(n, p, src), recipe, truth)
+        print(f"{kind} n_design {n} paths {p}: MAE {row['truth_mae_pts']:.3f} RMSE(noise removed) "
+              f"{row['truth_rmse_noise_removed_pts']:.3f} ({row['epochs_run']} epochs, {row['train_seconds']:.0f} s)",
+              flush=True)
+        res.add({"key": key, "kinds": [kind], **row})
+    size_runs = sorted((r for r in res.doc["runs"] if "size" in r["kinds"] and r["n_paths"] == main_paths),
+                       key=lambda r: r["n_train"])
+    if len(size_runs) >= 2:
+        n = np.array([r["n_train"] for r in size_runs])
+        fits = {m: power_law(n, np.array([r[f"truth_{m}"] for r in size_runs]))
+                for m in ("mae_pts", "rmse_noise_removed_pts", "p99_pts")}
+        for f in fits.values():
+            f["n_train_for_0.05"] = float((f["A"] / 0.05) ** (1 / f["exponent"]))
+        res.doc["power_law"] = fits
+        res.save()
+
+
+def run_ensemble(recipe: dict, n_design: int, n_paths: int, source_n: int, members: int):
+    truth = load_truth_set()
+    data = design_split(n_design, n_paths, source_n)
+    res = Results("ensemble", {"recipe": recipe, "n_design": n_design, "n_paths": n_paths, "members": members})
+    preds = []
+    for s in range(members):
+        key = _key(recipe, n_design, n_paths, s)
+        row, pred = train_and_judge(data, recipe, truth, seed=s)
+        preds.append(pred)
+        print(f"member {s}: MAE {row['truth_mae_pts']:.3f}", flush=True)
+        if not res.done(key):
+            res.add({"key": key, **row})
+    from qrh_lib.data import load_dataset
+
+    grid = load_dataset(data["dataset"])["grid"]
+    P = np.stack(preds)
+    mean, spread = P.mean(0), P.std(0, ddof=1)
+    tm = truth_metrics(truth["y"], mean, grid, truth_se=truth["iv_se"])["overall"]
+    err = np.abs(mean - truth["y"])
+    corr = float(np.corrcoef(spread.ravel(), err.ravel())[0, 1])
+    # calibration of the spread: share of points whose error is within 2 spreads
+    cover = float(np.mean(err <= 2 * spread))
+    res.doc["ensemble"] = {"members": members, **{f"truth_{k}": tm[k] for k in ("mae_pts", "rmse_pts",
+                           "rmse_noise_removed_pts", "p99_pts", "max_pts")},
+                           "spread_error_correlation": corr, "share_within_2_spreads": cover,
+                           "member_mae_pts": [r["truth_mae_pts"] for r in res.doc["runs"]]}
+    res.save()
+    print(json.dumps(res.doc["ensemble"], indent=1))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("what", choices=("ablation", "curve", "ensemble"))
+    p.add_argument("--n-design", type=int, default=4096, help="design points of the ablation / ensemble")
+    p.add_argument("--source-n", type=int, default=16_384, help="size of the dataset the sizes are taken from")
+    p.add_argument("--paths", type=int, default=1024, help="paths per label of the main dataset")
+    p.add_argument("--members", type=int, default=5)
+    a = p.parse_args(argv)
+    from qrh_lib.training import TrainConfig
+
+    final = {k: v for k, v in TrainConfig().to_dict().items() if k not in ("seed",)}
+    if a.what == "ablation":
+        run_ablation(a.n_design, a.paths, a.source_n)
+    elif a.what == "curve":
+        run_curve(final, sizes=(2048, 4096, 8192, 16_384), budget=((8192, 512), (4096, 1024), (1024, 4096)),
+                  source_n=a.source_n, main_paths=a.paths)
+    else:
+        run_ensemble(final, a.n_design, a.paths, a.source_n, a.members)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
