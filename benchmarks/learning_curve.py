@@ -56,52 +56,76 @@ ABLATION = {
 }
 
 
-def dataset(n_design: int, n_paths: int) -> Path:
-    cfg = GenerationConfig(n_samples=n_design, seed=SEED, mc={"n_paths": n_paths})
-    out = default_out_dir(cfg)
-    generate_dataset(cfg, out)
-    return out
-
-
 def design_split(n_design: int, n_paths: int, source_n: int | None = None) -> dict:
-    """Train/val arrays of the first ``n_design`` design points of the dataset of ``source_n`` points."""
-    out = dataset(source_n or n_design, n_paths)
-    n_shards = len(list((out / "shards").glob("shard_*.npz")))
-    d = load_shards(out, n_shards)
+    """Train/val arrays of the first ``n_design`` design points of the dataset of ``source_n`` points (priced
+    here if missing; the shards already priced are enough when they cover ``n_design``)."""
+    cfg = GenerationConfig(n_samples=source_n or n_design, seed=SEED, mc={"n_paths": n_paths})
+    out = default_out_dir(cfg)
+    need = -(-n_design // cfg.shard_size)
+    if not all((out / "shards" / f"shard_{s:05d}.npz").exists() for s in range(need)):
+        generate_dataset(cfg, out)
+    d = load_shards(out, need)
     idx = np.arange(len(d["X"]))
     keep = (idx < n_design) & np.all(np.isfinite(d["iv"]), axis=1)
     val = keep & (idx % 10 == 9)
     tr = keep & ~val
     return {"train_X": d["X"][tr], "train_y": d["iv"][tr], "train_iv_se": d["iv_se"][tr], "val_X": d["X"][val],
-            "val_y": d["iv"][val], "val_iv_se": d["iv_se"][val], "dataset": str(out), "n_paths": n_paths,
+            "val_y": d["iv"][val], "val_iv_se": d["iv_se"][val], "dataset": str(out), "config": cfg, "n_paths": n_paths,
             "n_design": n_design, "label_se_median_pts": float(100 * np.median(d["iv_se"][keep]))}
 
 
-def train_and_judge(data: dict, recipe: dict, truth: dict, seed: int = SEED) -> tuple[dict, np.ndarray]:
+def train(data: dict, recipe: dict, seed: int = SEED):
+    """Train ``recipe`` on ``data``; the surrogate carries its training facts in ``config`` and ``metrics``."""
     from sklearn.preprocessing import MinMaxScaler
 
-    from qrh_lib.data import load_dataset
     from qrh_lib.training import TrainConfig, train_surrogate
 
-    meta = load_dataset(data["dataset"])
+    gen = data["config"]
     x_scaler = MinMaxScaler(feature_range=(-1, 1)).fit(data["train_X"])
     cfg = TrainConfig.from_dict({**recipe, "seed": seed})
-    t0 = time.perf_counter()
     sur, hist = train_surrogate(data["train_X"], data["train_y"], data["val_X"], data["val_y"], x_scaler,
-                                meta["grid"], meta["box"], config=cfg, train_iv_se=data["train_iv_se"],
-                                val_iv_se=data["val_iv_se"])
-    secs = time.perf_counter() - t0
-    pred = sur.predict(truth["X"], allow_extrapolation=True)
-    tm = truth_metrics(truth["y"], pred, meta["grid"], truth_se=truth["iv_se"])
-    o = tm["overall"]
-    row = {"n_design": data["n_design"], "n_paths": data["n_paths"], "n_train": len(data["train_X"]),
-           "n_val": len(data["val_X"]), "label_se_median_pts": data["label_se_median_pts"],
-           "K": int(sur.pca_info["K"]), "epochs_run": len(hist["loss"]), "train_seconds": secs, "seed": seed,
+                                gen.get_grid(), gen.get_box(), config=cfg, train_iv_se=data["train_iv_se"],
+                                val_iv_se=data["val_iv_se"], domain=gen.get_domain())
+    sur.metrics = {"val_mae_pts": float(min(hist["val_mae_vol_points"]))}
+    sur.config.update({k: data[k] for k in ("n_design", "n_paths", "label_se_median_pts")})
+    return sur
+
+
+def judge(sur, truth: dict) -> tuple[dict, np.ndarray]:
+    """The run's row: its training facts and its errors against the truth set; and its predictions."""
+    pred = sur.predict(truth["X"])
+    tm = truth_metrics(truth["y"], pred, sur.grid, truth_se=truth["iv_se"])
+    o, c = tm["overall"], sur.config
+    row = {**{k: c[k] for k in ("n_design", "n_paths", "label_se_median_pts", "n_train", "n_val", "K",
+                                "epochs_run", "train_seconds")},
+           "seed": c["train"]["seed"],
            **{f"truth_{k}": o[k] for k in ("mae_pts", "rmse_pts", "rmse_noise_removed_pts", "p99_pts", "max_pts",
                                            "mean_rel_pct")},
            "truth_mae_by_atm_vol_decile": [r["mae_pts"] for r in tm["by_atm_vol"]],
-           "val_mae_pts": float(min(hist["val_mae_vol_points"])), "config": cfg.to_dict()}
+           "val_mae_pts": sur.metrics["val_mae_pts"], "config": c["train"]}
     return row, pred
+
+
+def trained(data: dict, recipe: dict, key: str, seed: int = SEED):
+    """The surrogate of a run, from ``runs/learning_curve/<key>`` when it was trained before."""
+    from qrh_lib.config import RUNS_DIR
+    from qrh_lib.surrogate import QRHSurrogate
+
+    path = RUNS_DIR / "learning_curve" / key
+    if (path / "model.keras").exists():
+        return QRHSurrogate.load(path)
+    sur = train(data, recipe, seed)
+    sur.save(path)
+    return sur
+
+
+def wait_for_truth() -> dict:
+    """The truth set; while it is being priced (``python -m qrh_lib.truth``), wait for it."""
+    from qrh_lib.truth import TRUTH_DIR, TRUTH_FILE
+
+    while not (TRUTH_DIR / TRUTH_FILE).exists():
+        time.sleep(30)
+    return load_truth_set()
 
 
 def _key(*parts) -> str:
@@ -132,16 +156,18 @@ class Results:
 
 
 def run_ablation(n_design: int, n_paths: int, source_n: int):
-    truth = load_truth_set()
     data = design_split(n_design, n_paths, source_n)
     res = Results("ablation", {"n_design": n_design, "n_paths": n_paths, "seed": SEED, "plain": PLAIN,
                                "seed_recipe": SEED_RECIPE, "judged_on": "truth set (qrh_lib.truth)"})
+    todo = {}
     for name, change in ABLATION.items():
         recipe = SEED_RECIPE if change == "seed" else {**PLAIN, **change}
         key = _key(name, recipe, n_design, n_paths)
-        if res.done(key):
-            continue
-        row, _ = train_and_judge(data, recipe, truth)
+        if not res.done(key):
+            todo[name] = (key, trained(data, recipe, key))  # trained first: the truth set may still be pricing
+    truth = wait_for_truth()
+    for name, (key, sur) in todo.items():
+        row, _ = judge(sur, truth)
         print(f"{name:<50} MAE {row['truth_mae_pts']:.3f} RMSE {row['truth_rmse_pts']:.3f} "
               f"p99 {row['truth_p99_pts']:.3f} max {row['truth_max_pts']:.2f} ({row['epochs_run']} epochs, "
               f"{row['train_seconds']:.0f} s)", flush=True)
@@ -155,7 +181,7 @@ def power_law(n, err) -> dict:
 
 
 def run_curve(recipe: dict, sizes, budget, source_n: int, main_paths: int):
-    truth = load_truth_set()
+    truth = wait_for_truth()
     res = Results("learning_curve", {"recipe": recipe, "seed": SEED, "sizes": list(sizes),
                                      "budget_points": [list(b) for b in budget],
                                      "judged_on": "truth set (qrh_lib.truth)"})
@@ -168,7 +194,7 @@ def run_curve(recipe: dict, sizes, budget, source_n: int, main_paths: int):
                 prev["kinds"].append(kind)
                 res.save()
             continue
-        row, _ = train_and_judge(design_split(n, p, src), recipe, truth)
+        row, _ = judge(trained(design_split(n, p, src), recipe, key), truth)
         print(f"{kind} n_design {n} paths {p}: MAE {row['truth_mae_pts']:.3f} RMSE(noise removed) "
               f"{row['truth_rmse_noise_removed_pts']:.3f} ({row['epochs_run']} epochs, {row['train_seconds']:.0f} s)",
               flush=True)
@@ -186,20 +212,18 @@ def run_curve(recipe: dict, sizes, budget, source_n: int, main_paths: int):
 
 
 def run_ensemble(recipe: dict, n_design: int, n_paths: int, source_n: int, members: int):
-    truth = load_truth_set()
+    truth = wait_for_truth()
     data = design_split(n_design, n_paths, source_n)
     res = Results("ensemble", {"recipe": recipe, "n_design": n_design, "n_paths": n_paths, "members": members})
     preds = []
     for s in range(members):
         key = _key(recipe, n_design, n_paths, s)
-        row, pred = train_and_judge(data, recipe, truth, seed=s)
+        row, pred = judge(trained(data, recipe, key, seed=s), truth)
         preds.append(pred)
         print(f"member {s}: MAE {row['truth_mae_pts']:.3f}", flush=True)
         if not res.done(key):
             res.add({"key": key, **row})
-    from qrh_lib.data import load_dataset
-
-    grid = load_dataset(data["dataset"])["grid"]
+    grid = data["config"].get_grid()
     P = np.stack(preds)
     mean, spread = P.mean(0), P.std(0, ddof=1)
     tm = truth_metrics(truth["y"], mean, grid, truth_se=truth["iv_se"])["overall"]

@@ -110,7 +110,7 @@ class _Objective:
             from .moments import lyapunov_table
 
             grid, table = lyapunov_table()
-            self._q = (grid, table, np.gradient(table, grid))
+            self._q = (grid, table, np.diff(table) / np.diff(grid))  # the interpolant and its slope per segment
             self.kappa = margin * (1 - _MARGIN_SAFETY)
             if backend == "tf":
                 raise ValueError("backend 'tf' searches the box only; use backend='numpy' on a stable domain")
@@ -131,10 +131,12 @@ class _Objective:
         """Largest a of the domain at each row's (lambda, eta), and its derivatives in lambda and eta."""
         grid, q, dq = self._q
         lam, eta = X[:, _LAM], X[:, _ETA]
-        a_star = self.kappa / (eta**2 * np.interp(lam, grid, q))
+        q_lam = np.interp(lam, grid, q)
+        slope = dq[np.clip(np.searchsorted(grid, lam) - 1, 0, len(dq) - 1)]
+        a_star = self.kappa / (eta**2 * q_lam)
         capped = a_star >= self.hi[_A]
         a_max = np.where(capped, self.hi[_A], a_star)
-        d_lam = np.where(capped, 0.0, -a_star * np.interp(lam, grid, dq) / np.interp(lam, grid, q))
+        d_lam = np.where(capped, 0.0, -a_star * slope / q_lam)
         d_eta = np.where(capped, 0.0, -2.0 * a_star / eta)
         return a_max, d_lam, d_eta
 

@@ -330,3 +330,47 @@ def plot_smile_panels(surfaces: dict, grid: Grid, title: str = ""):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def ablation_table(doc: dict) -> pd.DataFrame:
+    """The ablation study (``benchmarks/results/ablation.json``): one row per recipe, errors against the truth
+    set in vol points, and the change of MAE against the plain MLP of the first row."""
+    rows = pd.DataFrame(doc["runs"]).set_index("recipe")
+    out = rows[["truth_mae_pts", "truth_rmse_noise_removed_pts", "truth_p99_pts", "truth_max_pts", "K",
+                "epochs_run", "train_seconds"]].copy()
+    out.columns = ["MAE", "RMSE (noise removed)", "p99", "max", "K", "epochs", "seconds"]
+    out.insert(1, "MAE vs baseline (%)", 100 * (out["MAE"] / out["MAE"].iloc[0] - 1))
+    return out.round({"MAE": 3, "MAE vs baseline (%)": 1, "RMSE (noise removed)": 3, "p99": 3, "max": 2,
+                      "seconds": 0})
+
+
+def plot_learning_curve(doc: dict):
+    """Error against the truth set vs training surfaces (log-log) with the fitted power law, and the runs at an
+    equal pricing budget (``benchmarks/results/learning_curve.json``)."""
+    runs = pd.DataFrame(doc["runs"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    ax = axes[0]
+    size = runs[runs["kinds"].apply(lambda k: "size" in k)].sort_values("n_train")
+    for col, label, marker in (("truth_mae_pts", "MAE", "o"), ("truth_rmse_noise_removed_pts", "RMSE", "s")):
+        ax.loglog(size["n_train"], size[col], marker, label=f"{label} (truth set)")
+        fit = doc.get("power_law", {}).get(col.removeprefix("truth_"))
+        if fit:
+            n = np.geomspace(size["n_train"].min(), fit["n_train_for_0.05"] * 1.2, 50)
+            ax.loglog(n, fit["A"] * n ** -fit["exponent"], "--", color=ax.lines[-1].get_color(),
+                      label=f"{label} = {fit['A']:.3g} N^-{fit['exponent']:.2f}")
+    ax.axhline(0.05, color="grey", lw=0.8)
+    ax.set_xlabel("training surfaces N")
+    ax.set_ylabel("error (vol points)")
+    ax.set_title("learning curve")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    budget = runs[runs["kinds"].apply(lambda k: "budget" in k)].sort_values("n_paths")
+    ax.semilogx(budget["n_paths"], budget["truth_mae_pts"], "o-", label="MAE (truth set)")
+    for _, r in budget.iterrows():
+        ax.annotate(f"{r['n_design']:,} surfaces", (r["n_paths"], r["truth_mae_pts"]), fontsize=8,
+                    textcoords="offset points", xytext=(4, 4))
+    ax.set_xlabel("paths per surface (surfaces x paths fixed)")
+    ax.set_ylabel("MAE (vol points)")
+    ax.set_title("equal pricing budget")
+    fig.tight_layout()
+    return fig

@@ -111,3 +111,24 @@ def test_seeded_and_backends_agree(tiny_surrogate, targets):
     np.testing.assert_allclose(g2, g1, rtol=1e-3, atol=1e-4 * np.abs(g1).max())
     r = calibrate(tiny_surrogate, T[4], seed=3, backend="tf", n_starts=1)
     assert r.fit_rmse_pts < 0.01  # float32 objective: converges less tightly, still far below MC noise
+
+
+def test_calibration_searches_the_stable_domain_only(tiny_surrogate):
+    from qrh_lib.domain import Domain
+    from qrh_lib.surrogate import QRHSurrogate
+
+    s = tiny_surrogate
+    stable = QRHSurrogate(s.model, s.pca_info, s.x_scale, s.x_min, s.grid, s.box, domain=Domain(s.box))
+    # the objective's gradient carries the chain rule through the domain's feedback range a_max(lambda, eta)
+    x_mid = 0.5 * (s.box.lo + s.box.hi)
+    obj = _Objective(stable, s.predict_numpy(x_mid)[0] + 0.01, np.ones(60), s.box.lo, s.box.hi, "numpy")
+    u = np.random.default_rng(1).uniform(-1, 1, 15)
+    f, g = obj(u)
+    num = np.array([(obj(u + e)[0] - obj(u - e)[0]) / 2e-6 for e in 1e-6 * np.eye(15)])
+    np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-7 * np.abs(g).max())
+    assert stable.domain.contains(obj.x_of(np.random.default_rng(2).uniform(-1, 1, (500, 15)))).all()
+    # a target made at the box's most explosive corner is fitted by a state inside the domain
+    corner = s.box.hi.copy()
+    res = calibrate(stable, s.predict_numpy(corner)[0], seed=0)
+    assert stable.domain.contains(res.x)[0] and stable.domain.feedback_ratio(res.x)[0] > 0.8
+    assert np.isfinite(stable.predict(res.x)).all()  # the surrogate itself accepts what calibration returns

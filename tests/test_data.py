@@ -11,7 +11,8 @@ import pytest
 
 from qrh_lib.config import PROJ_ROOT
 from qrh_lib.data import GenerationConfig, generate_dataset, load_dataset, sample_inputs
-from qrh_lib.moments import second_moment_growth
+from qrh_lib.domain import STABILITY_MARGIN
+from qrh_lib.moments import feedback_ratio, second_moment_growth
 from qrh_lib.params import RZ_BOX, check_inputs
 
 TINY = {"n_paths": 256, "steps_per_year": 24, "grading": 0.5, "first_step": 1e-3, "batch_size": 4}
@@ -86,15 +87,28 @@ def test_sampling_is_reproducible_and_independent_of_chunks():
         assert np.all(whole >= RZ_BOX.lo) and np.all(whole <= RZ_BOX.hi)
 
 
-def test_stable_domain_keeps_the_stable_points_of_the_sequence():
+def test_stable_domain_keeps_the_points_of_the_sequence_inside_the_margin():
     whole = sample_inputs(300, RZ_BOX, "sobol", seed=1)
-    stable = whole[second_moment_growth(whole) <= 0]
-    assert 0 < len(stable) < len(whole)  # the box has explosive states, and stable ones
+    ratio = feedback_ratio(whole, exact=True)
+    stable = whole[ratio <= STABILITY_MARGIN]
+    assert 0 < len(stable) < len(whole)  # the box has states beyond the margin, and inside it
+    assert np.all(second_moment_growth(stable) < 0)  # inside the margin every state is stable
     got = sample_inputs(len(stable), RZ_BOX, "sobol", seed=1, domain="stable")
     np.testing.assert_array_equal(got, stable)
     np.testing.assert_array_equal(sample_inputs(10, RZ_BOX, "sobol", seed=1, start=20, domain="stable"),
                                   stable[20:30])
-    assert tiny_config(domain="stable").key() != tiny_config().key()
+    # the margin is part of the domain, and of the key; the whole box has no margin
+    wider = sample_inputs(len(stable), RZ_BOX, "sobol", seed=1, domain="stable", max_feedback_ratio=0.99)
+    assert not np.array_equal(wider, stable)
+    assert tiny_config().key() != tiny_config(domain="box").key() != tiny_config(max_feedback_ratio=0.8).key()
+    assert tiny_config(domain="box").key() == tiny_config(domain="box", max_feedback_ratio=0.8).key()
+
+
+def test_stable_domain_is_the_default_and_recorded(full_run):
+    d = load_dataset(full_run)
+    assert d["manifest"]["config"]["domain"] == "stable" and d["domain"].max_feedback_ratio == STABILITY_MARGIN
+    X = np.concatenate([d[f"{s}_X"] for s in ("train", "val", "test")])
+    assert d["domain"].contains(X).all() and d["manifest"]["explosive"]["samples"] == 0
 
 
 @pytest.mark.parametrize("kw,match", [
@@ -102,6 +116,7 @@ def test_stable_domain_keeps_the_stable_points_of_the_sequence():
     ({"box": "huge"}, "box = 'huge' is unknown; allowed"),
     ({"sampler": "halton"}, "sampler = 'halton' is unknown"),
     ({"domain": "reachable"}, "domain = 'reachable' is unknown; allowed"),
+    ({"max_feedback_ratio": 1.2}, r"max_feedback_ratio = 1.2 must be in \(0, 1\)"),
     ({"mc": {"n_paths": 0}}, "n_paths = 0"),
     ({"mc": {"paths": 10}}, "unknown MCConfig option"),
 ])

@@ -83,3 +83,49 @@ def test_wrong_shape_raises(tiny_surrogate):
 def test_load_missing_files_raises(tmp_path):
     with pytest.raises(FileNotFoundError, match="model.keras"):
         QRHSurrogate.load(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def stable_surrogate(tiny_surrogate):
+    """The tiny surrogate restricted to the stable part of its box (the product's default domain)."""
+    from qrh_lib.domain import Domain
+
+    s = tiny_surrogate
+    return QRHSurrogate(s.model, s.pca_info, s.x_scale, s.x_min, s.grid, s.box, domain=Domain(s.box))
+
+
+def test_outside_the_stable_domain_raises_naming_a_its_ratio_and_a_star(stable_surrogate, tmp_path):
+    from qrh_lib.moments import critical_feedback
+
+    x = 0.5 * (stable_surrogate.box.lo + stable_surrogate.box.hi)
+    x[:3] = 0.5, 1.5, 0.3  # a* = 0.2734: ratio 1.10
+    with pytest.raises(ValueError, match=r"\(a\) = 0\.3 is outside the stable domain: its feedback ratio a / a\* = "
+                                         r"1\.097 exceeds 0\.9 .*a\*\(lambda=0\.5, eta=1\.5\) = 0\.27343.*"
+                                         r"allow_extrapolation"):
+        stable_surrogate.predict(x)
+    with pytest.raises(ValueError, match="outside the stable domain"):
+        stable_surrogate.predict_numpy(np.stack([x, x]))
+    assert np.isfinite(stable_surrogate.predict(x, allow_extrapolation=True)).all()
+    # just inside the margin passes the fast path and the exact check alike
+    x[2] = 0.9 * critical_feedback(0.5, 1.5) * (1 - 1e-12)
+    assert stable_surrogate.predict_numpy(x).shape == (1, 60)
+    back = QRHSurrogate.load(stable_surrogate.save(tmp_path / "stable"))
+    assert back.domain == stable_surrogate.domain
+
+
+@pytest.mark.parametrize("kw", [{"residual": False}, {"layer_norm": False}, {}])
+def test_numpy_copy_of_every_architecture(kw):
+    from qrh_lib.model import build_resmlp_pca_model
+    from qrh_lib.pca import fit_pca_components
+    from qrh_lib.surrogate import NumpyResMLP
+
+    rng = np.random.default_rng(0)
+    model = build_resmlp_pca_model(fit_pca_components(rng.random((100, 60)), K=6), width=16, n_blocks=2, **kw)
+    for w in model.weights:  # random weights everywhere (the blocks' second layer starts at zero)
+        w.assign(0.3 * rng.standard_normal(w.shape))
+    net, xs = NumpyResMLP(model), rng.uniform(-1, 1, (4, 15))
+    cache = []
+    np.testing.assert_allclose(net.forward(xs, cache), model(xs.astype(np.float32)).numpy(), atol=1e-5)
+    g = rng.standard_normal((4, 60))
+    num = np.stack([((net.forward(xs + e) - net.forward(xs - e)) * g).sum(1) / 2e-6 for e in 1e-6 * np.eye(15)], 1)
+    np.testing.assert_allclose(net.vjp(g, cache), num, rtol=1e-5, atol=1e-6)
