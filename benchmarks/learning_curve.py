@@ -28,7 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from _common import RESULTS_DIR, machine  # noqa: E402
 
-from qrh_lib.data import GenerationConfig, default_out_dir, generate_dataset, load_shards  # noqa: E402
+from qrh_lib.data import (  # noqa: E402
+    MAX_MISSING_VOLS,
+    GenerationConfig,
+    default_out_dir,
+    generate_dataset,
+    load_shards,
+)
 from qrh_lib.evaluation import truth_metrics  # noqa: E402
 from qrh_lib.truth import load_truth_set  # noqa: E402
 
@@ -66,12 +72,12 @@ def design_split(n_design: int, n_paths: int, source_n: int | None = None) -> di
         generate_dataset(cfg, out)
     d = load_shards(out, need)
     idx = np.arange(len(d["X"]))
-    keep = (idx < n_design) & np.all(np.isfinite(d["iv"]), axis=1)
+    keep = (idx < n_design) & (np.sum(~np.isfinite(d["iv"]), axis=1) <= MAX_MISSING_VOLS)
     val = keep & (idx % 10 == 9)
     tr = keep & ~val
     return {"train_X": d["X"][tr], "train_y": d["iv"][tr], "train_iv_se": d["iv_se"][tr], "val_X": d["X"][val],
             "val_y": d["iv"][val], "val_iv_se": d["iv_se"][val], "dataset": str(out), "config": cfg, "n_paths": n_paths,
-            "n_design": n_design, "label_se_median_pts": float(100 * np.median(d["iv_se"][keep]))}
+            "n_design": n_design, "label_se_median_pts": float(100 * np.nanmedian(d["iv_se"][keep]))}
 
 
 def train(data: dict, recipe: dict, seed: int = SEED):

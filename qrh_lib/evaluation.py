@@ -40,16 +40,20 @@ def _pair(y_true, y_pred):
 def regression_metrics(y_true, y_pred) -> dict:
     r"""R², RMSE, MAE, max, median, p95, p99 absolute errors (vol points), relative errors (%), bias.
 
-    R² is the pooled :math:`1 - \sum (y-\hat y)^2 / \sum (y - \bar y)^2` over all points.
+    R² is the pooled :math:`1 - \sum (y-\hat y)^2 / \sum (y - \bar y)^2` over all points. Missing labels (NaN:
+    options no Monte Carlo path priced) are left out of every metric, here and in the functions below.
     """
     t, p = _pair(y_true, y_pred)
-    e = p - t
+    known = np.isfinite(t)
+    e = (p - t)[known]
+    t = t[known]
     a = np.abs(e)
     rel = a / np.abs(t)
     ss_res = float(np.sum(e**2))
     ss_tot = float(np.sum((t - t.mean()) ** 2))
     return {
-        "n_surfaces": int(t.shape[0]),
+        "n_surfaces": int(known.shape[0]),
+        "n_missing_labels": int((~known).sum()),
         "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan"),
         "rmse_pts": PTS * float(np.sqrt(np.mean(e**2))),
         "mae_pts": PTS * float(np.mean(a)),
@@ -84,10 +88,10 @@ def error_maps(y_true, y_pred, grid: Grid) -> dict:
     t, p = _pair(y_true, y_pred)
     E = (p - t).reshape(-1, *grid.shape)
     return {
-        "mae": PTS * np.mean(np.abs(E), axis=0),
-        "rmse": PTS * np.sqrt(np.mean(E**2, axis=0)),
-        "max": PTS * np.max(np.abs(E), axis=0),
-        "bias": PTS * np.mean(E, axis=0),
+        "mae": PTS * np.nanmean(np.abs(E), axis=0),
+        "rmse": PTS * np.sqrt(np.nanmean(E**2, axis=0)),
+        "max": PTS * np.nanmax(np.abs(E), axis=0),
+        "bias": PTS * np.nanmean(E, axis=0),
     }
 
 
@@ -103,18 +107,20 @@ def mc_noise_ratio(y_true, y_pred, iv_se, grid: Grid | None = None) -> dict:
     """
     t, p = _pair(y_true, y_pred)
     se = np.broadcast_to(np.asarray(iv_se, np.float64), t.shape)
-    e = p - t
-    mse, mse_se = float(np.mean(e**2)), float(np.mean(se**2))
+    known = np.isfinite(t) & np.isfinite(se)
+    e = np.where(known, p - t, np.nan)
+    se = np.where(known, se, np.nan)
+    mse, mse_se = float(np.nanmean(e**2)), float(np.nanmean(se**2))
     out = {
-        "median_se_pts": PTS * float(np.median(se)),
+        "median_se_pts": PTS * float(np.nanmedian(se)),
         "rms_se_pts": PTS * np.sqrt(mse_se),
         "rmse_over_rms_se": float(np.sqrt(mse / mse_se)),
-        "mae_over_median_se": float(np.mean(np.abs(e)) / np.median(se)),
-        "frac_within_1.96se": float(np.mean(np.abs(e) <= 1.96 * se)),
+        "mae_over_median_se": float(np.nanmean(np.abs(e)) / np.nanmedian(se)),
+        "frac_within_1.96se": float(np.mean(np.abs(e[known]) <= 1.96 * se[known])),
         "rmse_vs_truth_est_pts": PTS * float(np.sqrt(max(mse - mse_se, 0.0))),
     }
     if grid is not None:
-        out["ratio_map"] = np.sqrt(np.mean(e**2, axis=0) / np.mean(se**2, axis=0)).reshape(grid.shape)
+        out["ratio_map"] = np.sqrt(np.nanmean(e**2, axis=0) / np.nanmean(se**2, axis=0)).reshape(grid.shape)
     return out
 
 
@@ -154,6 +160,7 @@ def residual_statistics(y_true, y_pred) -> dict:
     """Mean, std (vol points), skewness, excess kurtosis and the Jarque-Bera test of all residuals."""
     t, p = _pair(y_true, y_pred)
     r = (p - t).reshape(-1)
+    r = r[np.isfinite(r)]
     jb = stats.jarque_bera(r)
     return {
         "mean_pts": PTS * float(r.mean()),
@@ -253,7 +260,7 @@ def atm_vol_level(iv, grid: Grid, atm_band: float = 0.05) -> np.ndarray:
     """A surface's volatility level: the mean implied vol of its at-the-money points (|k|/sqrt(T) <= band)."""
     iv = np.asarray(iv, np.float64)
     atm = bucket_masks(grid, atm_band)["atm"].ravel()
-    return iv[:, atm].mean(axis=1)
+    return np.nanmean(iv[:, atm], axis=1)
 
 
 def truth_metrics(y_truth, y_pred, grid: Grid, truth_se=None, atm_band: float = 0.05, n_levels: int = 10) -> dict:

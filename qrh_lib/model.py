@@ -284,22 +284,30 @@ class QRHSurfaceLoss(keras.losses.Loss):
             raise ValueError("pca_coef_weight > 0 needs pca_projection")
 
     def terms(self, y_true, y_pred) -> dict:
-        """Each term of the loss (already multiplied by its weight), as scalar tensors."""
+        """Each term of the loss (already multiplied by its weight), as scalar tensors.
+
+        Missing labels (NaN: options no Monte Carlo path priced) are masked: they add nothing to the Huber term,
+        and a second difference that touches one is left out of the Sobolev terms."""
         y_true = tf.cast(y_true, tf.float32)
-        e = VOL_POINTS * (tf.cast(y_pred, tf.float32) - y_true)
+        known = tf.math.is_finite(y_true)
+        e = VOL_POINTS * (tf.cast(y_pred, tf.float32) - tf.where(known, y_true, 0.0))
+        e = tf.where(known, e, 0.0)
         E = tf.reshape(e, (-1,) + self.grid_shape)
+        M = tf.reshape(tf.cast(known, tf.float32), (-1,) + self.grid_shape)
         a = tf.abs(E)
         d = self.huber_delta
         hub = tf.where(a <= d, 0.5 * tf.square(E), d * a - 0.5 * d * d)
         out = {"huber": tf.reduce_mean(hub * self.weight_map)}
         zero = tf.constant(0.0)
         out["sobolev_strike"] = (
-            self.sobolev_strike * tf.reduce_mean(tf.square(E[:, 2:, :] - 2.0 * E[:, 1:-1, :] + E[:, :-2, :]))
+            self.sobolev_strike * tf.reduce_mean(tf.square(E[:, 2:, :] - 2.0 * E[:, 1:-1, :] + E[:, :-2, :])
+                                                 * M[:, 2:, :] * M[:, 1:-1, :] * M[:, :-2, :])
             if self.sobolev_strike > 0 and self.grid_shape[0] > 2
             else zero
         )
         out["sobolev_maturity"] = (
-            self.sobolev_maturity * tf.reduce_mean(tf.square(E[:, :, 2:] - 2.0 * E[:, :, 1:-1] + E[:, :, :-2]))
+            self.sobolev_maturity * tf.reduce_mean(tf.square(E[:, :, 2:] - 2.0 * E[:, :, 1:-1] + E[:, :, :-2])
+                                                   * M[:, :, 2:] * M[:, :, 1:-1] * M[:, :, :-2])
             if self.sobolev_maturity > 0 and self.grid_shape[1] > 2
             else zero
         )
@@ -362,8 +370,11 @@ def make_surface_loss(
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 def mae_vol_points(y_true, y_pred):
-    """Mean absolute error in vol points."""
-    return VOL_POINTS * keras.ops.mean(keras.ops.abs(y_pred - keras.ops.cast(y_true, y_pred.dtype)))
+    """Mean absolute error in vol points over the known labels (NaN labels are left out)."""
+    y_true = keras.ops.cast(y_true, y_pred.dtype)
+    known = keras.ops.isfinite(y_true)
+    a = keras.ops.where(known, keras.ops.abs(y_pred - keras.ops.where(known, y_true, 0.0)), 0.0)
+    return VOL_POINTS * keras.ops.sum(a) / keras.ops.maximum(keras.ops.sum(keras.ops.cast(known, a.dtype)), 1.0)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -372,6 +383,15 @@ class RMSEVolPoints(keras.metrics.RootMeanSquaredError):
 
     def __init__(self, name="rmse_vol_points", **kwargs):
         super().__init__(name=name, **kwargs)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        """Known labels only: NaN labels get weight 0."""
+        y_true = keras.ops.cast(y_true, y_pred.dtype)
+        known = keras.ops.isfinite(y_true)
+        w = keras.ops.cast(known, y_pred.dtype)
+        if sample_weight is not None:
+            w = w * keras.ops.cast(sample_weight, y_pred.dtype)
+        return super().update_state(keras.ops.where(known, y_true, y_pred), y_pred, sample_weight=w)
 
     def result(self):
         return VOL_POINTS * super().result()

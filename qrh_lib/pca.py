@@ -47,13 +47,21 @@ from sklearn.preprocessing import StandardScaler
 DEFAULT_K_FRACTION = 0.25
 
 
-def _as_surfaces(y, what="y") -> np.ndarray:
+def _complete_rows(y, what="y") -> np.ndarray:
+    """Mask of the surfaces (rows) without a missing (non-finite) vol; raises when there is none."""
     y = np.asarray(y, dtype=np.float64)
     if y.ndim != 2:
         raise ValueError(f"{what} must have shape (n, n_points), got {y.shape}")
-    if not np.all(np.isfinite(y)):
-        raise ValueError(f"{what} contains non-finite values")
-    return y
+    ok = np.all(np.isfinite(y), axis=1)
+    if not ok.any():
+        raise ValueError(f"{what} has no surface without a missing vol")
+    return ok
+
+
+def _as_surfaces(y, what="y") -> np.ndarray:
+    """The complete surfaces of ``y``: a PCA is fitted and judged on surfaces without missing vols."""
+    y = np.asarray(y, dtype=np.float64)
+    return y[_complete_rows(y, what)]
 
 
 def fit_pca_components(y_train_raw, K: int = 12, use_scaler: bool = True) -> dict:
@@ -173,7 +181,13 @@ def pca_reconstruction_errors(y_fit, y_eval=None, iv_se_eval=None, Ks=None, use_
         without ``iv_se_eval``. Vol points are vols times 100.
     """
     y_fit = _as_surfaces(y_fit, "y_fit")
-    y_eval = y_fit if y_eval is None else _as_surfaces(y_eval, "y_eval")
+    if y_eval is None:
+        y_eval = y_fit
+    else:
+        ok = _complete_rows(y_eval, "y_eval")
+        y_eval = np.asarray(y_eval, np.float64)[ok]
+        if iv_se_eval is not None and np.ndim(iv_se_eval) == 2:
+            iv_se_eval = np.asarray(iv_se_eval, np.float64)[ok]
     n, d = y_fit.shape
     k_max = min(n, d)
     Ks = range(1, k_max + 1) if Ks is None else [int(k) for k in Ks]

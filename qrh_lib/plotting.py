@@ -212,6 +212,8 @@ def plot_residuals(y_true, y_pred):
     """Histogram with the fitted normal density, normal Q-Q plot, and residuals against predictions."""
     r = PTS * (np.asarray(y_pred) - np.asarray(y_true)).reshape(-1)
     p = PTS * np.asarray(y_pred).reshape(-1)
+    known = np.isfinite(r)  # missing labels are left out
+    r, p = r[known], p[known]
     fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(16, 4.5))
     sns.histplot(r, bins=80, stat="density", ax=a1, color="C0")
     x = np.linspace(r.min(), r.max(), 200)

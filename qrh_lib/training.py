@@ -167,7 +167,7 @@ def train_surrogate(
         if val_iv_se is None:
             raise ValueError("n_components=None needs val_iv_se to choose K from the MC noise")
         errs = pca_reconstruction_errors(y_train, y_val, val_iv_se, use_scaler=cfg.use_pca_scaler)
-        med = float(np.median(val_iv_se))
+        med = float(np.nanmedian(val_iv_se))
         K = choose_n_components(errs, med, cfg.k_fraction)
         pca_choice = {
             "rule": f"smallest K with signal RMSE <= {cfg.k_fraction} x median MC SE",

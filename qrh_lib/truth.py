@@ -30,6 +30,7 @@ import numpy as np
 
 from .config import DATA_DIR
 from .data import (
+    MAX_MISSING_VOLS,
     GenerationConfig,
     _atomic_write,
     finished,
@@ -53,7 +54,9 @@ def generate_truth_set(out: str | Path = TRUTH_DIR, config: GenerationConfig = T
     """Price (or resume, or reuse) the truth set into ``out``: ``truth.npz`` and ``manifest.json``.
 
     ``truth.npz`` holds ``X`` (n, 15), ``y`` and ``iv_se`` (n, 60), ``index`` (position in the design),
-    ``growth`` and ``feedback_ratio``. A surface with a missing vol is left out and counted in the manifest.
+    ``growth`` and ``feedback_ratio``. As in the datasets, a surface with more than
+    :data:`qrh_lib.data.MAX_MISSING_VOLS` missing vols is left out (counted in the manifest), the others keep
+    theirs as NaN.
     """
     from .moments import feedback_ratio, second_moment_growth
 
@@ -64,17 +67,18 @@ def generate_truth_set(out: str | Path = TRUTH_DIR, config: GenerationConfig = T
     if n_shards is None:
         return None
     d = load_shards(out, n_shards)
-    good = np.all(np.isfinite(d["iv"]), axis=1)
+    good = np.sum(~np.isfinite(d["iv"]), axis=1) <= MAX_MISSING_VOLS
     X, y, se = d["X"][good], d["iv"][good], d["iv_se"][good]
     _atomic_write(out / TRUTH_FILE, lambda f: np.savez_compressed(
         f, X=X, y=y, iv_se=se, index=np.flatnonzero(good), growth=second_moment_growth(X),
         feedback_ratio=feedback_ratio(X)))
-    se_pts = 100 * se
+    se_pts = 100 * se[np.isfinite(se)]
     save_json(out / "manifest.json", {
         "what": "truth set: stable surfaces priced with many paths (qrh_lib.truth)",
         "config_key": config.key(), "config": config.to_dict(), "mc_config": config.mc_config().to_dict(),
         "seed": config.seed, "grid": config.get_grid().to_dict(), "domain": config.get_domain().to_dict(),
         "n_samples": config.n_samples, "n_kept": int(good.sum()), "rejected_surfaces": int((~good).sum()),
+        "missing_vols": int(np.sum(~np.isfinite(y))),
         "iv_se_vol_pts": {"median": float(np.median(se_pts)), "rms": float(np.sqrt(np.mean(se_pts**2))),
                           "p99": float(np.percentile(se_pts, 99)), "max": float(se_pts.max())},
         "timings": {"pricing_seconds": d["seconds"], "seconds_per_surface": d["seconds"] / config.n_samples},

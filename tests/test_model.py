@@ -169,3 +169,24 @@ def test_small_model_overfits_small_batch(data):
     # 32 surfaces, ~10k weights: memorisation must cut the error far below the mean-surface baseline
     # (a broken loss, gradient or reconstruction leaves it near the baseline).
     assert rmse < 0.1 * base, (rmse, base)
+
+
+def test_missing_labels_are_masked_in_the_loss_and_metrics():
+    # a NaN label (an option no path priced) adds nothing: the loss equals that of a label equal to the prediction
+    from qrh_lib.model import RMSEVolPoints, mae_vol_points
+
+    rng = np.random.default_rng(3)
+    y = rng.uniform(0.1, 0.5, (4, 60)).astype(np.float32)
+    p = y + rng.normal(0, 0.01, y.shape).astype(np.float32)
+    y_nan, y_fill = y.copy(), y.copy()
+    for i, j in ((0, 0), (1, 30), (3, 59)):
+        y_nan[i, j], y_fill[i, j] = np.nan, p[i, j]
+    loss = make_surface_loss(default_grid(), LossConfig(sobolev_strike=0.0, sobolev_maturity=0.0))
+    assert float(loss(y_nan, p)) == pytest.approx(float(loss(y_fill, p)), rel=1e-6)
+    with_sobolev = make_surface_loss(default_grid(), LossConfig())
+    assert np.isfinite(float(with_sobolev(y_nan, p)))
+    known = np.isfinite(y_nan)
+    assert float(mae_vol_points(y_nan, p)) == pytest.approx(100 * np.abs(p - y)[known].mean(), rel=1e-5)
+    m = RMSEVolPoints()
+    m.update_state(y_nan, p)
+    assert float(m.result()) == pytest.approx(100 * np.sqrt(np.mean((p - y)[known] ** 2)), rel=1e-5)
