@@ -291,10 +291,10 @@ def price_shards(config: GenerationConfig, out: Path, progress: bool = True, max
     engine = QRHEngine(grid, engine_config(config))
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from .progress import Bar  # a notebook bar that the pipeline's terminal shows too
 
-        bar = tqdm(total=n, initial=n - sum(min(ss, n - s * ss) for s in todo), unit="surface",
-                   desc=f"pricing {out.name}", smoothing=0.1)
+        bar = Bar(n, f"pricing {out.name}", "surface", initial=n - sum(min(ss, n - s * ss) for s in todo),
+                  smoothing=0.1)
     written = 0
     try:
         for s in todo:

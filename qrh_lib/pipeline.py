@@ -13,8 +13,10 @@ A profile is a YAML file in ``profiles/`` giving each notebook its parameters::
     notebooks:
       01_data_generation: {n_samples: 200}
 
-Every notebook also receives ``run_dir`` (absolute). Keys a notebook does not declare in its
-``parameters`` cell are rejected with an error naming the notebook and the keys it accepts.
+Every notebook also receives ``run_dir``: relative to the project root when the run folder is inside the
+project (notebooks resolve it with :func:`qrh_lib.runs.run_path`), so the book and the step keys below do not
+depend on where the project lives; absolute otherwise. Keys a notebook does not declare in its ``parameters``
+cell are rejected with an error naming the notebook and the keys it accepts.
 
 A step is reused when its key has not changed and the files it wrote are still there, unchanged:
 
@@ -26,7 +28,8 @@ A step is reused when its key has not changed and the files it wrote are still t
 so changing a parameter, editing a notebook or the library (qrh_lib) or touching an upstream artifact
 recomputes that step and every later one (a dataset whose configuration and scheme are unchanged is then found
 on disk, not priced again). The key and the files are kept in ``<run_dir>/.stamps/<notebook>.json``.
-A failing notebook stops the run; its executed copy, with the traceback, stays in the run folder.
+A failing notebook stops the run; its executed copy, with the traceback, stays in the run folder. While a
+notebook runs, the progress its library calls report (:mod:`qrh_lib.progress`) is drawn on the terminal.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from pathlib import Path
 
 import yaml
 
+from qrh_lib import progress
 from qrh_lib.config import BOOK_DIR, PROFILES_DIR, PROJ_ROOT
 from qrh_lib.runs import run_path
 
@@ -215,16 +219,62 @@ def _widget_text(state: dict, model_id: str) -> str:
     return html.unescape(str(st.get("value", ""))).replace("\u2007", " ")
 
 
+def project_relative(path: Path) -> str:
+    """``path`` relative to the project root when it lies inside the project (``"book/run"``), else absolute."""
+    path = Path(path).resolve()
+    return path.relative_to(PROJ_ROOT).as_posix() if path.is_relative_to(PROJ_ROOT) else str(path)
+
+
+def _path_scrubber(run_dir: Path):
+    """A function of a string that writes the absolute run folder and project root in it as relative paths.
+
+    The project root becomes the project-relative path (``<root>/notebooks/x`` -> ``notebooks/x``, ``<root>``
+    -> ``.``). A run folder outside the project becomes its path relative to the project root
+    (``../../tmp/run``), which :func:`qrh_lib.runs.run_path` resolves back: the executed copy still runs.
+    """
+    run_dir = Path(run_dir).resolve()
+    shown = {str(PROJ_ROOT): "."}
+    if not run_dir.is_relative_to(PROJ_ROOT):
+        shown[str(run_dir)] = Path(os.path.relpath(run_dir, PROJ_ROOT)).as_posix()
+    alternatives = "|".join(re.escape(p) for p in sorted(shown, key=len, reverse=True))
+    pattern = re.compile(rf"(?<![\w.-])({alternatives})(?:(/)|(?![\w.-]))")
+
+    def repl(m: re.Match) -> str:
+        rel = shown[m.group(1)]
+        if not m.group(2):
+            return rel
+        return "" if rel == "." else rel + "/"
+
+    return lambda text: pattern.sub(repl, text)
+
+
+def _scrub(node, scrub):
+    """Apply ``scrub`` to every string in a notebook's JSON tree, binary (base64) outputs excepted."""
+    if isinstance(node, str):
+        return scrub(node)
+    if isinstance(node, list):
+        return [_scrub(v, scrub) for v in node]
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if not (k.startswith("image/") and k != "image/svg+xml"):
+                node[k] = _scrub(v, scrub)
+    return node
+
+
 def clean_executed_notebook(path: Path) -> dict:
-    """Make an executed notebook render offline and without noise; returns what was changed.
+    """Make an executed notebook render offline, without noise and without this machine's paths; returns what
+    was changed.
 
     - TensorFlow's C++ log lines are removed from stderr outputs (Python warnings and tracebacks stay).
     - Widget outputs (tqdm progress bars) become their final state as plain text, and the widget state is
       dropped: rendering widgets would load their JavaScript from a CDN.
+    - Absolute paths of the run folder (the notebook's folder) and of the project root, in the injected
+      parameters, papermill's metadata and the outputs, are written relative (see :func:`_path_scrubber`).
     """
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
+    _scrub(nb, _path_scrubber(Path(path).parent))
     state = nb.metadata.pop("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
     changed = {"tf_log_lines": 0, "widgets": 0}
     for cell in nb.cells:
@@ -263,18 +313,32 @@ def _stderr_to(path: Path):
             os.close(saved)
 
 
+@contextlib.contextmanager
+def _kernel_output(run_dir: Path, nb: str):
+    """For the kernels started within: their stderr to ``<run_dir>/.stamps/<nb>.kernel.log``, their progress
+    reports (:mod:`qrh_lib.progress`, through ``<run_dir>/.stamps/progress.json``) drawn as bars on this
+    process's stderr as it was before (a duplicate of file descriptor 2 taken before the redirection)."""
+    sys.stderr.flush()
+    with (
+        open(os.dup(2), "w") as terminal,
+        progress.watch(run_dir / STAMPS / "progress.json", terminal),
+        _stderr_to(run_dir / STAMPS / f"{nb}.kernel.log"),
+    ):
+        yield
+
+
 def run_step(nb: str, params: dict, run_dir: Path, kernel_name: str = "python3") -> None:
     """Execute one notebook with papermill into ``run_dir/<nb>.ipynb`` (raises on a failing cell).
 
-    The kernel's own stderr goes to ``<run_dir>/.stamps/<nb>.kernel.log``; the executed copy, failed or
-    not, is then cleaned by :func:`clean_executed_notebook`.
+    The kernel's stderr goes to its log and its progress to the terminal (:func:`_kernel_output`); the
+    executed copy, failed or not, is then cleaned by :func:`clean_executed_notebook`.
     """
     import papermill
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     out = run_dir / f"{nb}.ipynb"
     try:
-        with _stderr_to(run_dir / STAMPS / f"{nb}.kernel.log"):
+        with _kernel_output(run_dir, nb):
             papermill.execute_notebook(
                 str(NOTEBOOKS_DIR / f"{nb}.ipynb"),
                 str(out),
@@ -314,7 +378,7 @@ def run(
     (run_dir / "run_info.json").write_text(json.dumps(info, indent=1) + "\n")
     results, upstream, t_all = [], [], time.perf_counter()
     for i, nb in enumerate(NOTEBOOKS, 1):
-        params = prof["params"][nb] | {"run_dir": str(run_dir)}
+        params = prof["params"][nb] | {"run_dir": project_relative(run_dir)}
         key = step_key(nb, params, upstream)
         stamp = read_stamp(run_dir, nb)
         head = f"[{i}/{len(NOTEBOOKS)}] {nb:<20}"

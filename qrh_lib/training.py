@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from . import progress
 from .config import REPORTS_DIR
 from .grid import Grid
 from .params import InputBox
@@ -207,6 +208,7 @@ def train_surrogate(
             keras.callbacks.EarlyStopping(patience=cfg.patience, restore_best_weights=True),
             keras.callbacks.ReduceLROnPlateau(factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr),
         ]
+    callbacks.append(progress.keras_callback(cfg.epochs))  # epochs done, on the pipeline's terminal
     xs_tr = x_scaler.transform(np.asarray(X_train, np.float64)).astype(np.float32)
     xs_va = x_scaler.transform(np.asarray(X_val, np.float64)).astype(np.float32)
     # Shuffle once per epoch with a seeded generator via tf.data (deterministic order).
