@@ -59,6 +59,12 @@ ABLATION = {
     "+ Sobolev terms 0.1": {"sobolev_strike": 0.1, "sobolev_maturity": 0.1},
     "+ earlier stopping (patience 40, LR patience 12)": {"patience": 40, "lr_patience": 12},
     "seed recipe (all of the above)": "seed",
+    # beyond the seed's recipe, from the elements that helped (Huber and Sobolev terms on the plain MLP)
+    "kept: plain MLP + Huber + Sobolev": {"huber_delta": 1.0, "sobolev_strike": 0.1, "sobolev_maturity": 0.1},
+    "kept, width 256": {"huber_delta": 1.0, "sobolev_strike": 0.1, "sobolev_maturity": 0.1, "width": 256},
+    "kept, 7 hidden layers": {"huber_delta": 1.0, "sobolev_strike": 0.1, "sobolev_maturity": 0.1, "n_blocks": 6},
+    "kept, patience 150 (LR patience 40)": {"huber_delta": 1.0, "sobolev_strike": 0.1, "sobolev_maturity": 0.1,
+                                            "patience": 150, "lr_patience": 40},
 }
 
 

@@ -376,7 +376,7 @@ def _finalise(config: GenerationConfig, out: Path, n_shards: int) -> None:
     _atomic_write(out / "y_scaler.pkl", lambda f: pickle.dump(y_scaler, f))
     grid = config.get_grid()
     _write_preview(out / f"preview_{size}.csv", X[parts["train"]][:20], iv[parts["train"]][:20], grid)
-    mc = config.mc_config()
+    mc = engine_config(config)  # with the batch size the engine ran (it never changes the numbers)
     manifest = {
         "config_key": config.key(), "config": config.to_dict(), "mc_config": mc.to_dict(), "seed": config.seed,
         "grid": grid.to_dict(), "box": config.get_box().to_dict(), "domain": config.get_domain().to_dict(),

@@ -274,7 +274,8 @@ def truth_metrics(y_truth, y_pred, grid: Grid, truth_se=None, atm_band: float = 
     t, p = _pair(y_truth, y_pred)
     overall = regression_metrics(t, p)
     if truth_se is not None:
-        ms_se = float(np.mean(np.asarray(truth_se, np.float64) ** 2)) * PTS**2
+        se = np.asarray(truth_se, np.float64)
+        ms_se = float(np.mean(se[np.isfinite(t) & np.isfinite(se)] ** 2)) * PTS**2
         overall["truth_rms_se_pts"] = float(np.sqrt(ms_se))
         overall["rmse_noise_removed_pts"] = float(np.sqrt(max(overall["rmse_pts"] ** 2 - ms_se, 0.0)))
     level = atm_vol_level(t, grid, atm_band)
