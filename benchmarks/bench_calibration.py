@@ -63,7 +63,8 @@ def main(argv=None) -> dict:
     sur, origin = get_surrogate(a.surrogate, a.seed)
     box, n = sur.box, a.n_targets
     rng = np.random.default_rng(a.seed)
-    X_self = box.lo + (box.hi - box.lo) * rng.random((n, box.lo.size))
+    X_self = box.lo + (box.hi - box.lo) * rng.random((4 * n, box.lo.size))
+    X_self = X_self[sur.domain.contains(X_self)][:n]  # targets from the surrogate's domain (the stable part)
     T_self = sur.predict_numpy(X_self)
     if a.dataset:
         d = read_dataset_folder(a.dataset)

@@ -25,6 +25,7 @@ def main(argv=None) -> dict:
     box = sur.box
     rng = np.random.default_rng(a.seed)
     X = box.lo + (box.hi - box.lo) * rng.random((a.n_batch, box.lo.size))
+    X = np.resize(X[sur.domain.contains(X)], X.shape)  # inputs of the surrogate's domain (the stable part)
     x1 = X[:1]
     sur.predict(X[:1000]), sur.predict_keras(X[:1000]), sur.predict_numpy(X[:1000])  # warm-up / tracing
 

@@ -229,20 +229,23 @@ def run_ensemble(recipe: dict, n_design: int, n_paths: int, source_n: int, membe
     res = Results("ensemble", {"recipe": recipe, "n_design": n_design, "n_paths": n_paths, "members": members})
     preds = []
     for s in range(members):
-        key = _key(recipe, n_design, n_paths, s)
+        # seed 0 is the learning curve's run at this size
+        key = _key(recipe, n_design, n_paths) if s == SEED else _key(recipe, n_design, n_paths, s)
         row, pred = judge(trained(data, recipe, key, seed=s), truth)
         preds.append(pred)
         print(f"member {s}: MAE {row['truth_mae_pts']:.3f}", flush=True)
         if not res.done(key):
             res.add({"key": key, **row})
+    res.doc["runs"] = [r for r in res.doc["runs"] if r["seed"] < members]
     grid = data["config"].get_grid()
     P = np.stack(preds)
     mean, spread = P.mean(0), P.std(0, ddof=1)
     tm = truth_metrics(truth["y"], mean, grid, truth_se=truth["iv_se"])["overall"]
-    err = np.abs(mean - truth["y"])
-    corr = float(np.corrcoef(spread.ravel(), err.ravel())[0, 1])
+    known = np.isfinite(truth["y"])
+    err = np.abs(mean - truth["y"])[known]
+    corr = float(np.corrcoef(spread[known], err)[0, 1])
     # calibration of the spread: share of points whose error is within 2 spreads
-    cover = float(np.mean(err <= 2 * spread))
+    cover = float(np.mean(err <= 2 * spread[known]))
     res.doc["ensemble"] = {"members": members, **{f"truth_{k}": tm[k] for k in ("mae_pts", "rmse_pts",
                            "rmse_noise_removed_pts", "p99_pts", "max_pts")},
                            "spread_error_correlation": corr, "share_within_2_spreads": cover,

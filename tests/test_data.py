@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from qrh_lib.config import PROJ_ROOT
-from qrh_lib.data import GenerationConfig, generate_dataset, load_dataset, sample_inputs
+from qrh_lib.data import MAX_MISSING_VOLS, GenerationConfig, generate_dataset, load_dataset, sample_inputs
 from qrh_lib.domain import STABILITY_MARGIN
 from qrh_lib.moments import feedback_ratio, second_moment_growth
 from qrh_lib.params import RZ_BOX, check_inputs
@@ -42,12 +42,17 @@ def test_layout_and_manifest(full_run):
     assert d["train_X"].shape == (m["split"]["train"], 15) and d["train_y"].shape == (m["split"]["train"], 60)
     assert d["test_y"].shape == d["test_iv_se"].shape == (m["split"]["test"], 60)
     for split in ("train", "val", "test"):
-        assert np.isfinite(d[f"{split}_y"]).all() and (d[f"{split}_iv_se"] > 0).all()
+        y, se = d[f"{split}_y"], d[f"{split}_iv_se"]
+        known = np.isfinite(y)  # a kept surface misses at most MAX_MISSING_VOLS vols, NaN in labels and errors
+        assert (np.sum(~known, axis=1) <= MAX_MISSING_VOLS).all() and np.array_equal(known, np.isfinite(se))
+        assert (se[known] > 0).all()
         check_inputs(d[f"{split}_X"], RZ_BOX)
+    assert m["rejected"]["kept_surfaces_with_missing_vols"] == sum(
+        int(np.any(~np.isfinite(d[f"{s}_y"]), axis=1).sum()) for s in ("train", "val", "test"))
     # scalers are fitted on the training split only
     xs = d["x_scaler"].transform(d["train_X"])
     assert xs.min() == pytest.approx(-1) and xs.max() == pytest.approx(1)
-    np.testing.assert_allclose(d["y_scaler"].data_min_, d["train_y"].min(0))
+    np.testing.assert_allclose(d["y_scaler"].data_min_, np.nanmin(d["train_y"], axis=0))  # NaN labels ignored
     assert m["timings"]["seconds_per_surface"] > 0
     # every sample's growth rate is kept; the manifest counts the explosive ones
     growth = np.concatenate([d[f"{s}_growth"] for s in ("train", "val", "test")])

@@ -39,6 +39,8 @@ def test_committed_notebook_is_stripped_and_follows_the_template(path):
     assert not bad, f"parameters must be annotated literals with a comment: {bad}"
     names = {ln.split(":")[0] for ln in lines}
     assert {"run_dir", "seed"} <= names
+    # papermill skips a line it cannot parse (e.g. a second "=" in the comment): then a profile cannot set it
+    assert set(pipeline.notebook_parameters(path.stem)) == names
     assert code.index(params[0]) == 1, "the imports cell, then the parameters cell"
     assert "TF_CPP_MIN_LOG_LEVEL" in code[0].source or "tensorflow" not in code[0].source
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
