@@ -48,6 +48,7 @@ PLAIN = {"residual": False, "n_blocks": 4, "width": 128, "n_components": 60, "hu
 SEED_RECIPE = {"residual": True, "layer_norm": True, "n_blocks": 4, "width": 128, "n_components": None,
                "huber_delta": 1.0, "otm_put_weight": 2.0, "sobolev_strike": 0.1, "sobolev_maturity": 0.1,
                "learning_rate": 2e-3, "batch_size": 128, "epochs": 3000, "patience": 40, "lr_patience": 12}
+_KEPT = {"huber_delta": 1.0, "sobolev_strike": 0.1, "sobolev_maturity": 0.1}
 ABLATION = {
     "plain MLP (baseline)": {},
     "+ PCA head, K by the noise rule": {"n_components": None},
@@ -65,6 +66,11 @@ ABLATION = {
     "kept, 7 hidden layers": {"huber_delta": 1.0, "sobolev_strike": 0.1, "sobolev_maturity": 0.1, "n_blocks": 6},
     "kept, patience 150 (LR patience 40)": {"huber_delta": 1.0, "sobolev_strike": 0.1, "sobolev_maturity": 0.1,
                                             "patience": 150, "lr_patience": 40},
+    "kept, width 64": {**_KEPT, "width": 64},
+    "kept, weight decay 1e-3": {**_KEPT, "weight_decay": 1e-3},
+    "kept, Huber delta 0.5": {**_KEPT, "huber_delta": 0.5},
+    "kept, batch 512": {**_KEPT, "batch_size": 512},
+    "kept, learning rate 1e-3": {**_KEPT, "learning_rate": 1e-3},
 }
 
 

@@ -409,6 +409,7 @@ def compile_advanced_qrh_model(
     pca_coef_weight: float = 0.0,
     learning_rate: float = 1e-3,
     clipnorm: float | None = None,
+    weight_decay: float | None = None,
     atm_band: float = 0.05,
     pca_info: dict | None = None,
 ) -> keras.Model:
@@ -428,7 +429,7 @@ def compile_advanced_qrh_model(
     )
     loss = make_surface_loss(grid, cfg, pca_info=pca_info, model=model)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm),
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm, weight_decay=weight_decay),
         loss=loss,
         metrics=[mae_vol_points, RMSEVolPoints()],
     )

@@ -82,10 +82,13 @@ class NumpyResMLP:
         self.out_W = self.head[0] @ self.recon[0]
         self.out_b = self.head[1] @ self.recon[0] + self.recon[1]
 
-    def forward(self, xs: np.ndarray, cache: list | None = None) -> np.ndarray:
-        """Vols (n, d) from scaled inputs (n, 15); fills ``cache`` for :meth:`vjp` if given."""
+    def forward(self, xs: np.ndarray, cache: list | None = None, first=None) -> np.ndarray:
+        """Vols (n, d) from scaled inputs (n, 15); fills ``cache`` for :meth:`vjp` if given. ``first`` replaces
+        the first layer's ``(W, b)`` (the surrogate folds its input scaling into it)."""
         h = xs
-        for W, b in self.layers:
+        for i, (W, b) in enumerate(self.layers):
+            if i == 0 and first is not None:
+                W, b = first
             a = h @ W
             a += b
             h = a * expit(a)
@@ -189,7 +192,7 @@ class QRHSurrogate:
         self.config = dict(config or {})
         self.metrics = dict(metrics or {})
         self.x_scaler, self.y_scaler = x_scaler, y_scaler
-        self._np = None
+        self._np = self._folded = None
         self.tf_forward = tf.function(
             lambda xs: self.model(xs, training=False),
             input_signature=[tf.TensorSpec((None, N_INPUTS), tf.float32)],
@@ -214,11 +217,15 @@ class QRHSurrogate:
         Xa = np.asarray(X, np.float64)
         if Xa.ndim == 1 and Xa.size == N_INPUTS:
             Xa = Xa[None, :]
-        if Xa.ndim == 2 and Xa.shape[1] == N_INPUTS and np.all((Xa >= self._lo) & (Xa <= self._hi)):
+        if Xa.ndim == 2 and Xa.shape[1] == N_INPUTS and (Xa >= self._lo).all() and (Xa <= self._hi).all():
             if self._margin is None:
                 return Xa
-            ratio = Xa[:, 2] * Xa[:, 1] ** 2 * np.interp(Xa[:, 0], self._ratio_grid, self._ratio_table)
-            if np.all(ratio <= self._margin_fast):
+            if len(Xa) == 1:  # one surface: scalar arithmetic is several times faster than array operations
+                lam, eta, a = Xa[0, :3].tolist()
+                if a * eta * eta * float(np.interp(lam, self._ratio_grid, self._ratio_table)) <= self._margin_fast:
+                    return Xa
+            elif (Xa[:, 2] * Xa[:, 1] ** 2 * np.interp(Xa[:, 0], self._ratio_grid, self._ratio_table)
+                  <= self._margin_fast).all():
                 return Xa
         try:
             return self.domain.check(X)
@@ -243,9 +250,13 @@ class QRHSurrogate:
         return np.concatenate(out).astype(np.float64) if out else np.zeros((0, self.grid.size))
 
     def predict_numpy(self, X, allow_extrapolation: bool = False) -> np.ndarray:
-        """Implied vols (n, d) through the float64 NumPy forward pass (single-surface latency)."""
+        """Implied vols (n, d) through the float64 NumPy forward pass (single-surface latency); the input
+        scaling is folded into the first layer, ``W' = diag(scale) W``, ``b' = min W + b``."""
         X = self.check(X, allow_extrapolation)
-        return self.numpy_net.forward(self.scale_inputs(X))
+        if self._folded is None:
+            W, b = self.numpy_net.layers[0]
+            self._folded = (self.x_scale[:, None] * W, self.x_min @ W + b)
+        return self.numpy_net.forward(X, first=self._folded)
 
     def predict_keras(self, X, allow_extrapolation: bool = False, batch_size: int = 4096) -> np.ndarray:
         """Implied vols through ``keras.Model.predict`` (reference path)."""

@@ -111,6 +111,7 @@ class TrainConfig:
     pca_coef_weight: float = 0.0
     learning_rate: float = 2e-3
     clipnorm: float | None = None
+    weight_decay: float | None = None  # decoupled weight decay of Adam (None: none)
     batch_size: int = 128
     epochs: int = 3000  # most epochs: early stopping ends training
     patience: int = 60  # epochs without val improvement before stopping
@@ -200,6 +201,7 @@ def train_surrogate(
         pca_coef_weight=cfg.pca_coef_weight,
         learning_rate=cfg.learning_rate,
         clipnorm=cfg.clipnorm,
+        weight_decay=cfg.weight_decay,
         pca_info=pca_info,
     )
     if run_dir is not None:
