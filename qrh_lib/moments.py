@@ -15,6 +15,8 @@ follow the same algebra step by step (:func:`discrete_moments`), which the tests
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy.linalg import expm, solve_continuous_lyapunov
 
@@ -150,14 +152,10 @@ def critical_feedback(lam, eta, kernel: FactorKernel | None = None):
     return float(out) if out.ndim == 0 else out
 
 
-_DEFAULT: list = []
-
-
+@functools.lru_cache(maxsize=1)
 def _default_kernel() -> FactorKernel:
     """The project's 10-factor kernel, built once (feedback ratios are computed per prediction)."""
-    if not _DEFAULT:
-        _DEFAULT.append(geometric_nodes())
-    return _DEFAULT[0]
+    return geometric_nodes()
 
 
 #: lambda range of the tabulated c^T P c (the sampling boxes lie inside; outside it is solved directly).
