@@ -140,14 +140,21 @@ class _Objective:
         d_eta = np.where(capped, 0.0, -2.0 * a_star / eta)
         return a_max, d_lam, d_eta
 
+    def _map(self, U):
+        """Raw inputs for the rows of U, and (stable domain) ``_a_max`` at them: the map and what its gradient
+        needs, computed once."""
+        X = np.clip(self.mid + self.half * U, self.lo, self.hi)
+        if not self.stable:
+            return X, None
+        a_range = self._a_max(X)
+        X[:, _A] = self.lo[_A] + 0.5 * (U[:, _A] + 1.0) * (a_range[0] - self.lo[_A])
+        return X, a_range
+
     def x_of(self, u):
         """Raw inputs for u (one row or many); clipped so round-off never leaves the box (predict would
         refuse it), with a mapped into the domain's feedback range."""
         u = np.asarray(u, np.float64)
-        X = np.clip(self.mid + self.half * np.atleast_2d(u), self.lo, self.hi)
-        if self.stable:
-            a_max, _, _ = self._a_max(X)
-            X[:, _A] = self.lo[_A] + 0.5 * (np.atleast_2d(u)[:, _A] + 1.0) * (a_max - self.lo[_A])
+        X = self._map(np.atleast_2d(u))[0]
         return X[0] if u.ndim == 1 else X
 
     def _scaled(self, U):
@@ -166,14 +173,14 @@ class _Objective:
             f, g = self._tf(tf.constant(U, tf.float32))
             return float(f), np.asarray(g, np.float64).reshape(-1)
         cache = []
-        r = PTS * (self.net.forward(self._scaled(U), cache) - self.t)
-        f = 0.5 * float(np.sum(self.w * r * r))
-        g_xs = self.net.vjp(PTS * self.w * r, cache)
         if not self.stable:
-            return f, (g_xs * self.A).reshape(-1)
-        g_x = g_xs * self.x_scale  # gradient in the raw inputs
-        X = np.clip(self.mid + self.half * U, self.lo, self.hi)
-        a_max, d_lam, d_eta = self._a_max(X)
+            r = PTS * (self.net.forward(U * self.A + self.c, cache) - self.t)
+            f = 0.5 * float(np.sum(self.w * r * r))
+            return f, (self.net.vjp(PTS * self.w * r, cache) * self.A).reshape(-1)
+        X, (a_max, d_lam, d_eta) = self._map(U)
+        r = PTS * (self.net.forward(X * self.x_scale + self.x_min, cache) - self.t)
+        f = 0.5 * float(np.sum(self.w * r * r))
+        g_x = self.net.vjp(PTS * self.w * r, cache) * self.x_scale  # gradient in the raw inputs
         g_u = g_x * self.half
         t = 0.5 * (U[:, _A] + 1.0)  # a = lo_a + t (a_max - lo_a)
         g_u[:, _A] = g_x[:, _A] * 0.5 * (a_max - self.lo[_A])
