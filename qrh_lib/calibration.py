@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
-from scipy.optimize import minimize
+from scipy.optimize import least_squares, minimize
+from scipy.stats import qmc
 from threadpoolctl import ThreadpoolController
 
 from .params import N_INPUTS, InputBox
@@ -96,8 +97,12 @@ _MARGIN_SAFETY = 1e-6
 class _Objective:
     """f(u) and its gradient for one target surface (see module docstring)."""
 
-    def __init__(self, surrogate, target, weights, lo, hi, backend):
+    def __init__(self, surrogate, target, weights, lo, hi, backend, observe=None):
         self.lo, self.hi = lo, hi
+        # observe: the map from the grid's vols to the quoted ones (qrh_lib.quotes.QuoteMap), None on the grid
+        self.observe = observe
+        if observe is not None and backend != "numpy":
+            raise ValueError("quotes off the grid need backend='numpy'")
         self.half = (hi - lo) / 2.0
         self.mid = lo + self.half
         self.x_scale = surrogate.x_scale
@@ -119,6 +124,7 @@ class _Objective:
         if w.sum() <= 0:
             raise ValueError("no target point has positive weight")
         self.w = w / w.sum()
+        self.sqrt_w = np.sqrt(self.w)
         self.net = surrogate.numpy_net
         self.n_eval = 0
         self.backend = backend
@@ -160,10 +166,36 @@ class _Objective:
     def _scaled(self, U):
         return U * self.A + self.c if not self.stable else self.x_of(U) * self.x_scale + self.x_min
 
-    def values(self, U) -> np.ndarray:
-        """f at many points U (m, 15), one batched forward pass."""
-        r = PTS * (self.net.forward(self._scaled(U)) - self.t)
-        return 0.5 * np.sum(self.w * r**2, axis=1)
+    def residuals_and_jacobian(self, u):
+        r"""Residuals :math:`100\sqrt{\bar w_j}(\hat\sigma_j(x(u)) - \sigma^\star_j)` (d,) and their Jacobian in
+        u (d, 15): the network's Jacobian by forward mode (:meth:`qrh_lib.surrogate.NumpyResMLP.jacobian`),
+        times the scaling and, on a stable domain, the chain rule of the map of a into the domain."""
+        self.n_eval += 1
+        U = np.asarray(u, np.float64)[None, :]
+        X, a_range = self._map(U)
+        y, J = self.net.jacobian(X * self.x_scale + self.x_min)
+        y, J = y[0], J[0]
+        if self.observe is not None:
+            y, J = self.observe(y[None, :])[0], self.observe.jacobian(y) @ J
+        r = PTS * self.sqrt_w * (y - self.t)
+        J = (PTS * self.sqrt_w)[:, None] * J * self.x_scale  # d residual / d raw input (d, 15)
+        Ju = J * self.half
+        if a_range is not None:
+            a_max, d_lam, d_eta = (v[0] for v in a_range)
+            t = 0.5 * (U[0, _A] + 1.0)
+            Ju[:, _A] = J[:, _A] * 0.5 * (a_max - self.lo[_A])
+            Ju[:, _LAM] += J[:, _A] * t * d_lam * self.half[_LAM]
+            Ju[:, _ETA] += J[:, _A] * t * d_eta * self.half[_ETA]
+        return r, Ju
+
+    def values(self, U=None, surfaces=None) -> np.ndarray:
+        """f at many points U (m, 15), one batched forward pass, or at the grid ``surfaces`` (m, d) of such
+        points."""
+        y = self.net.forward(self._scaled(U)) if surfaces is None else surfaces
+        if self.observe is not None:
+            y = self.observe(y)
+        r = PTS * (y - self.t)
+        return 0.5 * (r**2 @ self.w)
 
     def __call__(self, u_flat):
         """Sum of f over the starts stacked in ``u_flat`` (n_starts * 15,), and its gradient."""
@@ -204,6 +236,46 @@ def _tf_value_and_grad(surrogate, A, c, t, w):
     return fg
 
 
+#: Implied vols above this (1,000%) are taken for an input error, not a quote.
+MAX_VOL = 10.0
+SOLVERS = ("lsq", "lbfgsb")
+#: Residual evaluations per start ("lsq") and iterations per start ("lbfgsb") unless told otherwise.
+DEFAULT_MAXITER = {"lsq": 20, "lbfgsb": 100}
+
+
+def check_target(target_iv, weights, d: int, what: str = "target_iv") -> tuple[np.ndarray, np.ndarray]:
+    """The target (d,) and weights (d,) as float arrays, or a ValueError naming the first bad entry: a vol that is
+    infinite, not positive or above :data:`MAX_VOL`; a negative or non-finite weight; fewer quoted points (finite
+    vol, positive weight) than the 15 inputs. NaN marks a missing quote."""
+    t = np.asarray(target_iv, np.float64).reshape(-1)
+    if t.size != d:
+        raise ValueError(f"{what} must have {d} values, got {t.size}")
+    bad = np.flatnonzero(~np.isnan(t) & ~((t > 0) & (t <= MAX_VOL)))
+    if bad.size:
+        j = int(bad[0])
+        raise ValueError(f"{what}[{j}] = {t[j]} is not an implied vol: vols must be in (0, {MAX_VOL}] "
+                         f"(NaN marks a missing quote); {bad.size} such value(s)")
+    w = np.ones_like(t) if weights is None else np.asarray(weights, np.float64).reshape(-1)
+    if w.shape != t.shape or np.any(w < 0) or not np.all(np.isfinite(w)):
+        raise ValueError(f"weights must be finite, non-negative and of {what}'s shape ({d},)")
+    n_quoted = int(np.sum(np.isfinite(t) & (w > 0)))
+    if n_quoted < N_INPUTS:
+        raise ValueError(f"{what} has {n_quoted} quoted points (finite vol, positive weight): at least {N_INPUTS}, "
+                         f"one per input, are needed to determine the {N_INPUTS} inputs")
+    return t, w
+
+
+def _bank(surrogate, obj: _Objective, n: int, seed: int):
+    """``n`` scrambled Sobol points of the cube in u and the surrogate's surfaces there, computed once per
+    surrogate, bounds and seed and kept on the surrogate: the starting points of every calibration."""
+    key = (obj.lo.tobytes(), obj.hi.tobytes(), int(n), int(seed))
+    banks = surrogate.__dict__.setdefault("_calibration_banks", {})
+    if key not in banks:
+        U = 2.0 * qmc.Sobol(N_INPUTS, seed=seed).random(n) - 1.0
+        banks[key] = (U, obj.net.forward(obj._scaled(U)))
+    return banks[key]
+
+
 def calibrate(
     surrogate,
     target_iv,
@@ -211,80 +283,85 @@ def calibrate(
     bounds=None,
     seed: int = 0,
     n_starts: int = 2,
-    n_candidates: int = 256,
-    maxiter: int = 100,
+    n_candidates: int = 4096,
+    maxiter: int | None = None,
     ftol: float = 1e-8,
-    gtol: float = 1e-6,
+    gtol: float = 1e-8,
     backend: str = "numpy",
     x0=None,
     joint: bool = False,
+    solver: str = "lsq",
 ) -> CalibrationResult:
-    """Calibrate the 15 raw inputs to one target surface by multi-start L-BFGS-B.
+    """Calibrate the 15 raw inputs to one target surface on the surrogate's grid.
 
     Parameters
     ----------
     surrogate : qrh_lib.surrogate.QRHSurrogate
     target_iv : array_like, shape (d,)
-        Target implied vols (vol units); NaN entries are ignored.
+        Target implied vols (vol units) on the surrogate's grid, flat and strike-major; NaN marks a missing
+        point. Quotes off the grid: :func:`qrh_lib.quotes.calibrate_quotes`.
     weights : array_like, shape (d,), optional
         Non-negative weights (e.g. inverse squared bid-ask or MC standard error); default equal.
     bounds : InputBox or array (15, 2), optional
         Search box for the raw inputs; default the surrogate's training box.
     seed : int
-        Seeds the candidate starting points.
+        Seeds the bank of candidate starting points.
     n_starts, n_candidates : int
-        Starting points: the best ``n_starts`` of ``n_candidates`` uniform draws (``x0`` replaces the
-        last of them if given).
-    maxiter, ftol, gtol : L-BFGS-B settings (on f in squared vol points). The defaults stop once the
-        optimiser's residual is a small fraction of the Monte Carlo noise of labels (0.2-0.5 vol
-        points median standard error). Measured on a width-128, 4-block smoke surrogate, 50 targets:
-        median fit 0.013 vol points (max 0.05) on surfaces the surrogate produced, and within ~0.005
-        vol points of the tightly converged fit on targets with 0.1 vol point noise, at 50-55 ms CPU
-        median per surface on a 2-core CPU shared with other jobs (~200 us per objective and
-        gradient evaluation, ~110 evaluations per start). The flat directions of a rank-K surrogate
-        (module docstring) make tighter tolerances cost hundreds of iterations; for
-        parameter-recovery studies use e.g. ``maxiter=500, ftol=1e-14, gtol=1e-9``. ``n_starts=1``
-        halves the time at the risk of a local minimum.
+        The solver starts from the best ``n_starts`` of ``n_candidates`` Sobol points (``x0`` replaces the
+        last of them if given). With ``solver="lsq"`` the candidates' surfaces are computed once per surrogate
+        and kept (the bank); with ``"lbfgsb"`` they are priced for each target.
+    maxiter, ftol, gtol :
+        ``"lsq"``: the largest number of residual evaluations per start (default 20) and MINPACK's tolerances
+        (relative change of the cost and of u, and the gradient's angle). ``"lbfgsb"``: L-BFGS-B's iterations
+        (default 100) and tolerances.
     backend : {"numpy", "tf"}
-        Gradient engine (module docstring).
+        Gradient engine of ``"lbfgsb"`` (module docstring); ``"lsq"`` always uses the NumPy network.
     joint : bool
-        Optimise all starts as one problem (see the code comment); default: one run per start.
+        ``"lbfgsb"`` only: optimise all starts as one problem (see the code comment).
+    solver : {"lsq", "lbfgsb"}
+        ``"lsq"`` (default): trust-region reflective least squares (scipy's ``least_squares``, ``method="trf"``)
+        on the residuals with their exact Jacobian, the network's by forward mode. ``"lbfgsb"``: L-BFGS-B on the
+        sum of squares with its exact gradient (the previous default, kept for comparison).
     """
+    if solver not in SOLVERS:
+        raise ValueError(f"solver = {solver!r} is unknown; allowed: {SOLVERS}")
     # BLAS threads only add overhead on 15-dimensional problems (and L-BFGS-B's own small BLAS calls
     # slow down by ~50x on a busy multi-core machine); run single-threaded.
     with _THREADPOOLS.limit(limits=1, user_api="blas"):
-        return _calibrate(
-            surrogate,
-            target_iv,
-            weights,
-            bounds,
-            seed,
-            n_starts,
-            n_candidates,
-            maxiter,
-            ftol,
-            gtol,
-            backend,
-            x0,
-            joint,
-        )
+        return _calibrate(surrogate, target_iv, weights, bounds, seed, n_starts, n_candidates, maxiter, ftol, gtol,
+                          backend, x0, joint, solver)
+
+
+def _calibrate_observed(surrogate, observe, target, weights, bounds=None, seed: int = 0, n_starts: int = 2,
+                        n_candidates: int = 4096, maxiter: int | None = None, ftol: float = 1e-8, gtol: float = 1e-8,
+                        x0=None) -> CalibrationResult:
+    """:func:`calibrate` to vols seen through ``observe`` (a :class:`qrh_lib.quotes.QuoteMap`)."""
+    with _THREADPOOLS.limit(limits=1, user_api="blas"):
+        return _calibrate(surrogate, target, weights, bounds, seed, n_starts, n_candidates, maxiter, ftol, gtol,
+                          "numpy", x0, False, "lsq", observe)
 
 
 def _calibrate(
-    surrogate, target_iv, weights, bounds, seed, n_starts, n_candidates, maxiter, ftol, gtol, backend, x0, joint
+    surrogate, target_iv, weights, bounds, seed, n_starts, n_candidates, maxiter, ftol, gtol, backend, x0, joint,
+    solver, observe=None,
 ) -> CalibrationResult:
     t0 = time.perf_counter()
-    target = np.asarray(target_iv, np.float64).reshape(-1)
-    if target.size != surrogate.grid.size:
-        raise ValueError(f"target_iv must have {surrogate.grid.size} values, got {target.size}")
-    w = np.ones_like(target) if weights is None else np.asarray(weights, np.float64).reshape(-1)
-    if w.shape != target.shape or np.any(w < 0) or not np.all(np.isfinite(w)):
-        raise ValueError("weights must be finite, non-negative and of the target's shape")
+    if observe is None:
+        target, w = check_target(target_iv, weights, surrogate.grid.size)
+    else:
+        target, w = check_target(target_iv, weights, observe.n_quotes, what="quotes' vols")
+    if maxiter is None:
+        maxiter = DEFAULT_MAXITER[solver]
     lo, hi = _bounds_arrays(surrogate, bounds)
-    obj = _Objective(surrogate, target, w, lo, hi, backend)
-    rng = np.random.default_rng(seed)
-    U = rng.uniform(-1.0, 1.0, size=(max(n_candidates, n_starts), N_INPUTS))
-    starts_u = U[np.argsort(obj.values(U))[:n_starts]]
+    obj = _Objective(surrogate, target, w, lo, hi, backend if solver == "lbfgsb" else "numpy", observe)
+    n_cand = max(n_candidates, n_starts)
+    if solver == "lsq":
+        U, F = _bank(surrogate, obj, n_cand, seed)
+        values = obj.values(surfaces=F)
+    else:
+        U = np.random.default_rng(seed).uniform(-1.0, 1.0, size=(n_cand, N_INPUTS))
+        values = obj.values(U)
+    starts_u = U[np.argsort(values)[:n_starts]]
     if x0 is not None:
         span = np.where(hi > lo, hi - lo, 1.0)
         u0 = np.clip(2.0 * (np.asarray(x0, np.float64) - lo) / span - 1.0, -1.0, 1.0)
@@ -292,25 +369,25 @@ def _calibrate(
             a_max = obj._a_max(np.clip(np.asarray(x0, np.float64), lo, hi)[None, :])[0][0]
             u0[_A] = np.clip(2.0 * (x0[_A] - lo[_A]) / (a_max - lo[_A]) - 1.0, -1.0, 1.0)
         starts_u = np.vstack([u0[None, :], starts_u[: max(n_starts - 1, 0)]])
-    # joint=True runs all starts as one L-BFGS-B problem on the sum of their independent objectives
-    # (a batch of n_starts rows costs about one row); it is a little faster at the default tolerances
-    # but converges far less tightly, because L-BFGS's curvature pairs mix the starts.
-    groups = [starts_u] if joint else [u[None, :] for u in starts_u]
-    runs = [
-        minimize(
-            obj,
-            g.reshape(-1),
-            jac=True,
-            method="L-BFGS-B",
-            bounds=[(-1.0, 1.0)] * g.size,
-            options={"maxiter": maxiter, "ftol": ftol, "gtol": gtol},
-        )
-        for g in groups
-    ]
-    U = np.vstack([r.x.reshape(-1, N_INPUTS) for r in runs])
-    res = runs[0] if joint else runs[int(np.argmin([r.fun for r in runs]))]
+    if solver == "lsq":
+        runs = [_least_squares(obj, u, maxiter, ftol, gtol) for u in starts_u]
+        U = np.vstack([r.x for r in runs])
+        iterations = int(sum(r.nfev for r in runs))
+    else:
+        # joint=True runs all starts as one L-BFGS-B problem on the sum of their independent objectives
+        # (a batch of n_starts rows costs about one row); it is a little faster at the default tolerances
+        # but converges far less tightly, because L-BFGS's curvature pairs mix the starts.
+        groups = [starts_u] if joint else [u[None, :] for u in starts_u]
+        runs = [
+            minimize(obj, g.reshape(-1), jac=True, method="L-BFGS-B", bounds=[(-1.0, 1.0)] * g.size,
+                     options={"maxiter": maxiter, "ftol": ftol, "gtol": gtol})
+            for g in groups
+        ]
+        U = np.vstack([r.x.reshape(-1, N_INPUTS) for r in runs])
+        iterations = int(sum(r.nit for r in runs))
     f_starts = obj.values(U)
     best = int(np.argmin(f_starts))
+    res = runs[0] if solver == "lbfgsb" and joint else runs[best]
     x = obj.x_of(U[best])
     if not surrogate.domain.contains(x)[0]:  # only where bounds fix a above the domain's feedback range
         surrogate.domain.check(x[None, :], what="calibrated x")
@@ -325,7 +402,7 @@ def _calibrate(
         fit_rmse=fit_pts / PTS,
         fit_rmse_pts=fit_pts,
         iv=iv,
-        iterations=int(sum(r.nit for r in runs)),
+        iterations=iterations,
         n_evaluations=obj.n_eval,
         seconds=time.perf_counter() - t0,
         success=bool(res.success),
@@ -334,12 +411,35 @@ def _calibrate(
     )
 
 
+def _least_squares(obj: _Objective, u0, maxiter, ftol, gtol):
+    r"""Levenberg-Marquardt (MINPACK, scipy's ``least_squares(method="lm")``) from ``u0``, the cube's bounds kept by
+    the change of variables :math:`u = \sin v` (as in MINUIT): unconstrained in v, every v is a point of the cube,
+    and a bound is reached where :math:`\cos v = 0`. Residuals and Jacobian come from one forward-mode pass (the
+    Jacobian asked for at the last residuals' point is reused)."""
+    last = {}
+
+    def fun(v):
+        r, J = obj.residuals_and_jacobian(np.sin(v))
+        last["v"], last["J"] = v.copy(), J * np.cos(v)
+        return r
+
+    def jac(v):
+        if not np.array_equal(v, last.get("v")):
+            fun(v)
+        return last["J"]
+
+    res = least_squares(fun, np.arcsin(np.clip(u0, -1.0, 1.0)), jac=jac, method="lm", ftol=ftol, xtol=ftol,
+                        gtol=gtol, max_nfev=maxiter)
+    res.x = np.sin(res.x)
+    return res
+
+
 def calibrate_many(surrogate, targets, weights=None, seed: int = 0, **kwargs) -> list[CalibrationResult]:
-    """:func:`calibrate` each row of ``targets`` (n, d); start seeds ``seed + i``."""
+    """:func:`calibrate` each row of ``targets`` (n, d), all with the same ``seed`` (hence one candidate bank)."""
     targets = np.atleast_2d(np.asarray(targets, np.float64))
     W = None if weights is None else np.broadcast_to(np.asarray(weights, np.float64), targets.shape)
     return [
-        calibrate(surrogate, t, weights=None if W is None else W[i], seed=seed + i, **kwargs)
+        calibrate(surrogate, t, weights=None if W is None else W[i], seed=seed, **kwargs)
         for i, t in enumerate(targets)
     ]
 

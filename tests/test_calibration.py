@@ -6,7 +6,7 @@ import pytest
 from qrh_lib.calibration import _Objective, calibrate, calibrate_many, identifiability
 from qrh_lib.training import read_dataset_folder
 
-# Tight L-BFGS-B settings for recovery tests (the library defaults stop at fits far below MC noise).
+# Tight settings for recovery tests (the library defaults stop at fits far below MC noise).
 TIGHT = {"maxiter": 500, "ftol": 1e-14, "gtol": 1e-9}
 
 
@@ -132,3 +132,100 @@ def test_calibration_searches_the_stable_domain_only(tiny_surrogate):
     res = calibrate(stable, s.predict_numpy(corner)[0], seed=0)
     assert stable.domain.contains(res.x)[0] and stable.domain.feedback_ratio(res.x)[0] > 0.8
     assert np.isfinite(stable.predict(res.x)).all()  # the surrogate itself accepts what calibration returns
+
+
+def test_residual_jacobian_is_exact_on_the_stable_domain(tiny_surrogate):
+    """The least-squares Jacobian (forward mode through the network and the map of a into the domain) against
+    finite differences of the residuals."""
+    from qrh_lib.domain import Domain
+    from qrh_lib.surrogate import QRHSurrogate
+
+    s = tiny_surrogate
+    stable = QRHSurrogate(s.model, s.pca_info, s.x_scale, s.x_min, s.grid, s.box, domain=Domain(s.box))
+    target = s.predict_numpy(0.5 * (s.box.lo + s.box.hi))[0] + 0.01
+    w = np.random.default_rng(3).uniform(0.5, 2.0, 60)
+    obj = _Objective(stable, target, w, s.box.lo, s.box.hi, "numpy")
+    u = np.random.default_rng(4).uniform(-0.9, 0.9, 15)
+    r, J = obj.residuals_and_jacobian(u)
+    assert 0.5 * r @ r == pytest.approx(obj.values(u[None, :])[0], rel=1e-12)
+    num = np.stack([(obj.residuals_and_jacobian(u + e)[0] - obj.residuals_and_jacobian(u - e)[0]) / 2e-6
+                    for e in 1e-6 * np.eye(15)], axis=1)
+    np.testing.assert_allclose(J, num, rtol=1e-5, atol=1e-7 * np.abs(J).max())
+
+
+@pytest.mark.parametrize("bad,match", [
+    (np.full(60, -0.2), r"target_iv\[0\] = -0.2 is not an implied vol: vols must be in \(0, 10.0\]"),
+    (np.r_[np.full(59, 0.2), np.inf], r"target_iv\[59\] = inf"),
+    (np.r_[np.full(59, 0.2), 0.0], r"target_iv\[59\] = 0.0"),
+    (np.r_[np.full(59, 0.2), 12.0], r"target_iv\[59\] = 12.0"),
+    (np.r_[np.full(14, 0.2), np.full(46, np.nan)], r"14 quoted points .* at least 15"),
+])
+def test_impossible_targets_are_refused_naming_the_point(tiny_surrogate, bad, match):
+    with pytest.raises(ValueError, match=match):
+        calibrate(tiny_surrogate, bad)
+
+
+def test_least_squares_and_lbfgsb_both_fit(tiny_surrogate, targets):
+    _, T = targets
+    lsq = calibrate(tiny_surrogate, T[5], seed=0)
+    lb = calibrate(tiny_surrogate, T[5], seed=0, solver="lbfgsb", n_candidates=256, gtol=1e-6)
+    assert lsq.fit_rmse_pts < 0.05 and lb.fit_rmse_pts < 0.05
+    with pytest.raises(ValueError, match="solver = 'newton' is unknown"):
+        calibrate(tiny_surrogate, T[5], solver="newton")
+
+
+def test_quote_map_is_exact_on_the_grid_and_smooth_between():
+    from qrh_lib.grid import default_grid
+    from qrh_lib.quotes import QuoteMap
+
+    g = default_grid()
+    T = g.flat_maturities()
+    iv = 0.2 + 0.1 * g.flat_log_moneyness() ** 2 / T + 0.01 * T  # a smooth surface
+    on = QuoteMap(g, g.flat_log_moneyness(), T)
+    np.testing.assert_allclose(on(iv[None, :])[0], iv, rtol=1e-13)
+    # total variance linear in T at fixed m is reproduced exactly between maturities; in m, a cubic spline is
+    # exact for a quadratic in m only up to its natural end conditions: the quotes sit in the grid's inner rows
+    rng = np.random.default_rng(0)
+    Tq = rng.uniform(g.maturities[0], g.maturities[-1], 50)
+    mq = rng.uniform(-0.25, 0.05, 50)
+    qm = QuoteMap(g, mq * np.sqrt(Tq), Tq)
+    m_flat = g.flat_log_moneyness() / np.sqrt(T)
+    w_lin = (0.04 + 0.01 * m_flat) * T  # total variance linear in m and T: reproduced exactly
+    np.testing.assert_allclose(qm(np.sqrt(w_lin / T)[None, :])[0], np.sqrt((0.04 + 0.01 * mq) * Tq / Tq),
+                               rtol=1e-12)
+    J = qm.jacobian(iv)
+    num = np.stack([(qm((iv + e)[None])[0] - qm((iv - e)[None])[0]) / 2e-7 for e in 1e-7 * np.eye(60)], axis=1)
+    np.testing.assert_allclose(J, num, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("k,T,match", [
+    (0.0, 2.0, r"quote 0: maturity T = 2 years is outside the grid's span"),
+    (0.0, 0.01, r"quote 0: maturity T = 0.01 years is outside"),
+    (0.5, 0.25, r"quote 0: log-moneyness k = 0.5 at T = 0.25 \(k / sqrt\(T\) = 1\) is outside the grid's span"),
+])
+def test_quotes_outside_the_grid_span_are_refused(tiny_surrogate, k, T, match):
+    from qrh_lib.quotes import Quotes, calibrate_quotes
+
+    q = Quotes(np.full(20, k), np.full(20, T), np.full(20, 0.2))
+    with pytest.raises(ValueError, match=match):
+        calibrate_quotes(tiny_surrogate, q)
+
+
+def test_calibration_to_quotes_off_the_grid(tiny_surrogate, targets):
+    """Quotes made by the surrogate at off-grid points (some missing, bid-ask weighted) are fitted."""
+    from qrh_lib.quotes import Quotes, calibrate_quotes, interpolate_surface
+
+    X, T = targets
+    g = tiny_surrogate.grid
+    rng = np.random.default_rng(1)
+    Tq = rng.uniform(g.maturities[0], g.maturities[-1], 40)
+    kq = rng.uniform(-0.45, 0.25, 40) * np.sqrt(Tq)
+    iv = interpolate_surface(tiny_surrogate, T[2], kq, Tq)
+    iv[[3, 17]] = np.nan
+    spread = rng.uniform(0.002, 0.02, 40)
+    res = calibrate_quotes(tiny_surrogate, Quotes(kq, Tq, iv, bid=iv - spread / 2, ask=iv + spread / 2), seed=0)
+    fitted = interpolate_surface(tiny_surrogate, res.iv, kq, Tq)
+    ok = np.isfinite(iv)
+    assert np.sqrt(np.mean((fitted[ok] - iv[ok]) ** 2)) * 100 < 0.05
+    with pytest.raises(ValueError, match="bid .* >= ask"):
+        Quotes(kq, Tq, iv, bid=iv + 0.01, ask=iv - 0.01)

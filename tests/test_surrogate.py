@@ -129,3 +129,6 @@ def test_numpy_copy_of_every_architecture(kw):
     g = rng.standard_normal((4, 60))
     num = np.stack([((net.forward(xs + e) - net.forward(xs - e)) * g).sum(1) / 2e-6 for e in 1e-6 * np.eye(15)], 1)
     np.testing.assert_allclose(net.vjp(g, cache), num, rtol=1e-5, atol=1e-6)
+    y, J = net.jacobian(xs)  # forward mode: every output's gradient, the same as one backward pass per output
+    np.testing.assert_allclose(y, net.forward(xs), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.einsum("nd,ndi->ni", g, J), net.vjp(g, cache), rtol=1e-9, atol=1e-10)
