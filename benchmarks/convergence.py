@@ -35,9 +35,14 @@ from qrh_lib.params import PARAM_NAMES, RZ_BOX  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "convergence.json"
 TOL = 1e-3  # 0.1 vol point
-GRIDS = {  # MCConfig overrides of the candidates' time grid
-    "default": {},
-    "fine_start": {"first_step": 5e-6, "grading": 0.005},  # twice as fine up to the daily steps
+GRIDS = {  # the candidates' time grid (MCConfig settings); the reference refines it
+    "default": {"steps_per_year": 365, "first_step": 1e-5, "grading": 0.01},  # 930 steps
+    "fine_start": {"steps_per_year": 365, "first_step": 5e-6, "grading": 0.005},  # twice as fine to daily steps
+    "g1224": {"steps_per_year": 730, "first_step": 1e-5, "grading": 0.01},  # 1,224 steps
+    "g978": {"steps_per_year": 730, "first_step": 1e-5, "grading": 0.02},  # 978 steps
+    # the fine start of MCConfig's defaults for the first day only, then a step growing by 2%: 1,241 steps
+    "two_stage": {"steps_per_year": 730, "first_step": 5e-6, "grading": 0.005, "fine_until": 1 / 365,
+                  "late_grading": 0.02},
 }
 CANDIDATES = {  # name: (factor scheme, split of each step of the default grid)
     "implicit": ("implicit", 1),

@@ -31,7 +31,14 @@ stateless generator keyed by ``(seed, i)``, so a surface never depends on the ba
 
 Besides the terminal spot at each maturity the engine accumulates, for every option of the grid, the gains of
 a discretely rebalanced Black-Scholes delta hedge (delta taken at the path's current volatility
-:math:`\sqrt{V_t}`), a martingale with zero mean used as a control variate by :mod:`qrh_lib.pricing`.
+:math:`\sqrt{V_t}`, none from the option's maturity on), a martingale with zero mean used as a control variate by
+:mod:`qrh_lib.pricing`.
+
+The time loop runs in chunks of :data:`CHUNK_STEPS` steps: the normals of a chunk are drawn when it starts (the
+same numbers as one draw of the whole path, see :func:`chunk_normals`, so memory does not grow with the number of
+steps), and the steps between two events (a rebalancing of the hedge, a maturity) are one call of a loop compiled
+whole by XLA (:func:`_run_steps`). Step by step, TensorFlow's fixed cost per operation dominated at a few thousand
+paths; compiled, the loop fuses into a few kernels.
 """
 
 from __future__ import annotations
@@ -58,7 +65,7 @@ from .params import check_inputs, strict_from_dict  # noqa: E402
 
 #: Identifies the engine's numerics (the factor step itself is MCConfig.scheme); datasets record it in their key,
 #: so it must change whenever the engine's numbers change.
-SCHEME = "factors-by-MCConfig.scheme/log-euler-spot/2-normals"
+SCHEME = "factors-by-MCConfig.scheme/log-euler-spot/2-normals/xla-loop/hedge-stops-at-expiry"
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,8 @@ class MCConfig:
     steps_per_year: int = 730  # step density after the fine start, steps per year
     first_step: float = 5e-6  # first time step, years
     grading: float = 0.005  # in the fine start, step = max(first_step, grading * t)
+    fine_until: float | None = None  # after this time (years) the step grows by late_grading (None: never)
+    late_grading: float = 0.02  # step = max(first_step, late_grading * t) after fine_until
     scheme: str = DEFAULT_SCHEME  # factor step: "implicit" (Rosenbaum & Zhang) or "etd" (exact linear part)
     steps_per_hedge: int = 32  # steps between rebalancing dates of the delta-hedge control (0: no hedge)
     antithetic: bool = True  # antithetic pairs (xi, -xi)
@@ -89,6 +98,10 @@ class MCConfig:
             raise ValueError(f"first_step = {self.first_step} must be in (0, 1/steps_per_year]")
         if not 0 <= self.grading <= 1:
             raise ValueError(f"grading = {self.grading} is outside its allowed range [0, 1]")
+        if not 0 <= self.late_grading <= 1:
+            raise ValueError(f"late_grading = {self.late_grading} is outside its allowed range [0, 1]")
+        if self.fine_until is not None and not self.fine_until > 0:
+            raise ValueError(f"fine_until = {self.fine_until} must be > 0 years (or None)")
         if self.scheme not in SCHEMES:
             raise ValueError(f"scheme = {self.scheme!r} is unknown; allowed: {SCHEMES}")
         if self.steps_per_hedge < 0:
@@ -111,13 +124,14 @@ class MCConfig:
         return MCConfig.from_dict({**self.to_dict(), **kw})
 
 
-def time_grid(maturities, steps_per_year: int, first_step: float = 1e-5, grading: float = 0.05) -> np.ndarray:
+def time_grid(maturities, steps_per_year: int, first_step: float = 1e-5, grading: float = 0.05,
+              fine_until: float | None = None, late_grading: float = 0.02) -> np.ndarray:
     r"""Time grid holding every maturity, fine near 0 and uniform later.
 
     The target step at time :math:`t` is :math:`h(t) = \min(1/N_y, \max(h_0, g\,t))`: constant
     :math:`h_0` at first, then growing geometrically (step proportional to elapsed time), then
-    :math:`1/N_y`. Each interval between maturities is walked with that step and its last step is
-    stretched or shrunk to land on the maturity.
+    :math:`1/N_y`; after ``fine_until`` the grading is ``late_grading`` instead of :math:`g`. Each interval
+    between maturities is walked with that step and its last step is stretched or shrunk to land on the maturity.
     """
     T = np.asarray(maturities, dtype=np.float64)
     h_max = 1.0 / steps_per_year
@@ -125,7 +139,8 @@ def time_grid(maturities, steps_per_year: int, first_step: float = 1e-5, grading
     for end in T:
         t = times[-1]
         while True:
-            h = min(h_max, max(first_step, grading * t))
+            g = grading if fine_until is None or t < fine_until else late_grading
+            h = min(h_max, max(first_step, g * t))
             if t + 1.5 * h >= end:
                 break
             t += h
@@ -142,11 +157,41 @@ def hedge_indices(grid_times: np.ndarray, maturities, steps_per_hedge: int) -> n
     return np.asarray(sorted(idx), dtype=np.int64)
 
 
+#: Steps simulated by one call of the compiled loop (a performance setting: the numbers do not depend on it).
+CHUNK_STEPS = 128
+
+
 def sample_normals(seeds: np.ndarray, n_steps: int, n_draws: int, n_normals: int = 1, dtype=tf.float32) -> tf.Tensor:
     """Standard normals of shape (n_steps, n_normals, len(seeds), n_draws); sample i's depend only on seeds[i]."""
-    draws = [tf.random.stateless_normal((n_steps, n_normals, n_draws), seed=tf.constant(s, tf.int64), dtype=dtype)
-             for s in np.asarray(seeds, dtype=np.int64).reshape(-1, 2)]
-    return tf.stack(draws, axis=2)
+    return chunk_normals(seeds, 0, n_steps, n_steps, n_draws, n_normals, dtype)
+
+
+def chunk_normals(seeds: np.ndarray, start: int, length: int, n_steps: int, n_draws: int, n_normals: int = 1,
+                  dtype=tf.float32) -> tf.Tensor:
+    """Steps ``start .. start + length`` of :func:`sample_normals` (zeros past ``n_steps``), generated alone.
+
+    Sample i's normals are the stream of ``tf.random.stateless_normal((n_steps, n_normals, n_draws), seeds[i])``;
+    its Philox generator is counter-based (4 float32 or 2 float64 normals per counter value), so a slice of the
+    stream starts at a known counter and is generated without the steps before it: the engine draws its normals
+    chunk by chunk and never holds all of them, with the same numbers.
+    """
+    seeds = np.asarray(seeds, dtype=np.int64).reshape(-1, 2)
+    stop = min(start + length, n_steps)
+    per_step = n_normals * n_draws
+    first, skip = divmod(start * per_step, 2 if tf.as_dtype(dtype) == tf.float64 else 4)
+    size = (stop - start) * per_step
+    alg = tf.raw_ops.StatelessRandomGetAlg()
+    draws = []
+    for s in seeds:
+        key, counter = tf.raw_ops.StatelessRandomGetKeyCounter(seed=tf.constant(s, tf.int64))
+        counter = counter + tf.constant([first, 0], tf.uint64)  # the low word; it starts at 0 (checked in tests)
+        flat = tf.raw_ops.StatelessRandomNormalV2(shape=[skip + size], key=key, counter=counter, alg=alg,
+                                                  dtype=dtype)
+        draws.append(tf.reshape(flat[skip:], (stop - start, n_normals, n_draws)))
+    out = tf.stack(draws, axis=2)
+    if stop - start < length:
+        out = tf.concat([out, tf.zeros((start + length - stop, n_normals, len(seeds), n_draws), dtype)], axis=0)
+    return out
 
 
 def sample_seeds(seed: int, index: np.ndarray) -> np.ndarray:
@@ -155,107 +200,70 @@ def sample_seeds(seed: int, index: np.ndarray) -> np.ndarray:
     return np.stack([np.full_like(index, int(seed)), index], axis=-1)
 
 
-def _step(z, x, xk, decay_k, drive_k, dw_k, h_k, lam, eta, a, b, c0, c, q_cap, sign):
-    """One step of the scheme: the factors' update is one small matrix product of the step's coefficients with
-    the rows (-lambda Z, eta sqrt(V) xi_r), a few tensor operations in all (their count, more than the arithmetic,
-    bounds the speed on a CPU; term-by-term sums were measured 1.5 times slower, and XLA compilation of the step
-    slower still). Shapes: z (n, B, S, D); x (B, S, D); xk (R, B, D); decay_k (n,); drive_k (n, R + 1);
-    dw_k (R,); lam .. c0 (B, 1, 1); c (n,); sign (1, S, 1)."""
-    R = xk.shape[0]
-    Z = tf.tensordot(c, z, axes=1)
+def _bs_delta(x, sv, tau, log_k):
+    """Black-Scholes delta of each option (B, n_opt, P) at log-spot ``x`` and volatility ``sv`` (B, P), with
+    ``tau`` (n_opt,) to expiry (0 once expired). Any adapted holding keeps the hedge gains a zero-mean control;
+    the logistic approximation of the normal CDF (error < 0.01) costs much less than erfc."""
+    tau = tau[None, :, None]
+    sd = sv[:, None, :] * tf.sqrt(tau)
+    d1 = (x[:, None, :] - log_k[None, :, None]) / tf.maximum(sd, 1e-30) + 0.5 * sd
+    return tf.where(tau > 0, tf.sigmoid(1.702 * d1), tf.zeros_like(d1))
+
+
+def sign_of(antithetic: bool, dtype=tf.float32) -> tf.Tensor:
+    """The signs of the paths' normals: (1, -1) for antithetic pairs, else (1,)."""
+    return tf.constant([1.0, -1.0] if antithetic else [1.0], dtype)
+
+
+def _variance(z, c, a, b, c0, q_cap):
+    """Z = sum_i c_i Z^i and V = a min((Z - b)^2, cap) + c of factors z (n, ...)."""
+    Z = tf.reduce_sum(c * z, axis=0)
     d = Z - b
-    v = a * tf.minimum(d * d, q_cap) + c0
-    sv = tf.sqrt(v)
-    xs = xk[:, :, None, :] * sign  # (R, B, S, D)
-    rows = tf.concat([-(lam * Z)[None], (eta * sv)[None] * xs], axis=0)
-    z_new = decay_k[:, None, None, None] * z + tf.tensordot(drive_k, rows, axes=1)
-    dW = tf.tensordot(dw_k, xs, axes=1) if R > 1 else dw_k[0] * xs[0]
-    return z_new, x + sv * dW - 0.5 * h_k * v
+    return Z, a * tf.minimum(d * d, q_cap) + c0
 
 
-@tf.function
-def _simulate(params, c, h, decay, drive, dw, hedge_flag, seg_ends, xi, log_k, tau_end, q_cap, antithetic, ref_var,
-              hedged):
-    """Core loop. Shapes: params (B, 15); h (N,); decay (N, n) and drive (N, n, R + 1) the step's coefficients
-    (``phi`` then the loadings of the R normals, see :class:`qrh_lib.kernel.StepCoefficients`); dw (N, R);
-    hedge_flag (N+1,) bool; seg_ends (n_T,) int (step index of each maturity); xi (N, R, B, D) normals;
-    log_k (n_opt,) and tau_end (n_opt,) maturity of each option; ref_var (N, B) variance of the Black-Scholes
-    control model.
+@tf.function(jit_compile=True)
+def _run_steps(z, x, ref, params, c, h, decay, phi, load, dw, xi, ref_w, start, stop, q_cap, antithetic):
+    """Steps ``start .. stop - 1`` of a chunk, compiled whole by XLA: the loop and the step fuse into a few kernels
+    (step by step, TensorFlow's cost per operation dominated at few paths). Written as broadcast products and sums,
+    which XLA fuses, rather than small matrix products, which it does not.
 
-    Paths are held as (B, S, D) with S = 2 antithetic signs (path ``s * D + d`` of the flat layout) or S = 1,
-    and each step is :func:`_step`. Returns log-spot at each maturity (n_T, B, P),
-    hedge gains (B, n_opt, P), the path means of the factors (n_T, n, B) and of the variance (n_T, B), and the control
-    model's log-spot (n_T, B, P).
+    Shapes: z (n, B, S, D) factors, x (B, S, D) log-spot, ref (B, D) the control model's Brownian sum; params
+    (B, 15); c (n, 1, 1, 1); per step of the chunk, h (L,), decay and phi (L, n), load (L, n, R), dw (L, R),
+    xi (L, R, B, D) normals, ref_w (L, B) the control model's volatility. Paths are held as (B, S, D) with S = 2
+    antithetic signs (path ``s * D + d`` of the flat layout) or S = 1.
     """
     dt = xi.dtype
     lam, eta, a, b, c0 = (params[:, j : j + 1, None] for j in range(5))  # (B, 1, 1)
-    sign = tf.constant([1.0, -1.0] if antithetic else [1.0], dt)[None, :, None]  # (1, S, 1)
-    S = sign.shape[1]
-    B = xi.shape[2]
-    D = xi.shape[3]
-    P = S * D
-    z = tf.transpose(params[:, 5:])[:, :, None, None] * tf.ones([1, 1, S, D], dt)  # (n, B, S, D)
-    n_opt = tf.shape(log_k)[0]
-    times = tf.concat([tf.zeros([1], dt), tf.cumsum(h)], axis=0)
+    sign = sign_of(antithetic, dt)[None, :, None]  # (1, S, 1)
+    R = xi.shape[1]
 
-    def variance(z):
-        Z = tf.tensordot(c, z, axes=1)
-        d = Z - b
-        return Z, a * tf.minimum(d * d, q_cap) + c0
+    def step(k, z, x, ref):
+        Z, v = _variance(z, c, a, b, c0, q_cap)
+        sv = tf.sqrt(v)
+        g = xi[k]  # (R, B, D)
+        noise = [eta * sv * (g[r][:, None, :] * sign) for r in range(R)]  # (B, S, D) each
+        z_new = decay[k][:, None, None, None] * z - phi[k][:, None, None, None] * (lam * Z)
+        for r in range(R):
+            z_new = z_new + load[k][:, r, None, None, None] * noise[r]
+        dW = sum(dw[k][r] * g[r] for r in range(R))  # (B, D)
+        x = x + sv * (dW[:, None, :] * sign) - 0.5 * h[k] * v
+        return k + 1, z_new, x, ref + ref_w[k][:, None] * dW
 
-    def delta(x, sv, t):  # x, sv (B, P)
-        tau = tf.maximum(tau_end - t, 0.0)[None, :, None]  # (1, n_opt, 1)
-        s = sv[:, None, :] * tf.sqrt(tau)
-        d1 = (x[:, None, :] - log_k[None, :, None]) / tf.maximum(s, 1e-30) + 0.5 * s
-        # any adapted holding keeps the hedge gains a zero-mean control; the logistic approximation of the
-        # normal CDF (error < 0.01) costs much less than erfc
-        return tf.where(tau > 0, tf.sigmoid(1.702 * d1), tf.zeros_like(d1))
+    _, z, x, ref = tf.while_loop(lambda k, *_: k < stop, step, (start, z, x, ref), parallel_iterations=1)
+    return z, x, ref
 
-    def flat(u):  # (B, S, D) -> (B, P)
-        return tf.reshape(u, [B, P])
 
-    x = tf.zeros([B, S, D], dt)
-    _, v = variance(z)
-    if hedged:
-        hedge = tf.zeros([B, n_opt, P], dt)
-        dlt = delta(flat(x), flat(tf.sqrt(v)), times[0])
-    else:  # placeholders, never updated
-        hedge = dlt = tf.zeros([B, n_opt, 1], dt)
-    s_last = tf.ones([B, P], dt)
-
-    def step(k, z, x, hedge, dlt, s_last):
-        z, x = _step(z, x, xi[k], decay[k], drive[k], dw[k], h[k], lam, eta, a, b, c0, c, q_cap, sign)
-
-        def rebalance():
-            s = tf.exp(flat(x))
-            new_hedge = hedge + dlt * (s - s_last)[:, None, :]
-            _, v1 = variance(z)
-            return new_hedge, delta(flat(x), flat(tf.sqrt(v1)), times[k + 1]), s
-
-        if hedged:
-            hedge, dlt, s_last = tf.cond(hedge_flag[k + 1], rebalance, lambda: (hedge, dlt, s_last))
-        return k + 1, z, x, hedge, dlt, s_last
-
-    # the control model's log-spot needs no loop: a weighted sum of the normals, segment by segment
-    w = tf.sqrt(ref_var)  # (N, B)
-    var_h = tf.cumsum(ref_var * h[:, None], axis=0)  # (N, B)
-    ref_sum = tf.zeros([B, D], dt)
-    k = tf.constant(0)
-    outs, ref_outs, z_means, v_means = [], [], [], []
-    for j in range(seg_ends.shape[0]):
-        start, end = k, seg_ends[j]
-        k, z, x, hedge, dlt, s_last = tf.while_loop(
-            lambda k, *_: k < end,  # noqa: B023
-            step,
-            (k, z, x, hedge, dlt, s_last),
-            parallel_iterations=1,
-        )
-        outs.append(flat(x))
-        ref_sum = ref_sum + tf.einsum("krbd,kr,kb->bd", xi[start:end], dw[start:end], w[start:end])
-        ref_outs.append(flat(ref_sum[:, None, :] * sign - 0.5 * var_h[end - 1][:, None, None]))
-        z_means.append(tf.reduce_mean(tf.reshape(z, [-1, B, P]), axis=-1))
-        v_means.append(tf.reduce_mean(flat(variance(z)[1]), axis=-1))
-    return tf.stack(outs), hedge, tf.stack(z_means), tf.stack(v_means), tf.stack(ref_outs)
+@tf.function(jit_compile=True)
+def _rebalance(hedge, dlt, s_last, x, z, params, c, tau, log_k, q_cap):
+    """Add the gains of the holdings ``dlt`` (B, n_opt, P) since the last rebalancing to ``hedge`` and take the new
+    holdings at log-spot ``x`` and factors ``z``, with ``tau`` (n_opt,) to each option's expiry."""
+    B = x.shape[0]
+    a, b, c0 = (params[:, j : j + 1, None] for j in (2, 3, 4))
+    xf = tf.reshape(x, [B, -1])
+    s = tf.exp(xf)
+    sv = tf.reshape(tf.sqrt(_variance(z, c, a, b, c0, q_cap)[1]), [B, -1])
+    return hedge + dlt * (s - s_last)[:, None, :], _bs_delta(xf, sv, tau, log_k), s
 
 
 @dataclass
@@ -286,7 +294,8 @@ class QRHEngine:
         self.config = config or MCConfig()
         cfg = self.config
         self.kernel = geometric_nodes(cfg.alpha, cfg.n_factors, cfg.x)
-        self.times = time_grid(grid.maturities, cfg.steps_per_year, cfg.first_step, cfg.grading)
+        self.times = time_grid(grid.maturities, cfg.steps_per_year, cfg.first_step, cfg.grading, cfg.fine_until,
+                               cfg.late_grading)
         self.h = np.diff(self.times)
         self.coefficients = step_coefficients(self.kernel.gamma, self.h, cfg.scheme)
         self.seg_ends = np.asarray([int(np.argmin(np.abs(self.times - T))) for T in grid.maturities])
@@ -313,30 +322,80 @@ class QRHEngine:
         h = self.h if h is None else np.asarray(h, dtype=np.float64)
         coef = coefficients or (self.coefficients if h is self.h else
                                 step_coefficients(self.kernel.gamma, h, cfg.scheme))
-        hedge_flag = self.hedge_flag if hedge_flag is None else hedge_flag
-        seg_ends = self.seg_ends if seg_ends is None else seg_ends
-        n_draws = cfg.n_paths // 2 if cfg.antithetic else cfg.n_paths
-        if xi is None:
-            xi = sample_normals(sample_seeds(seed, sample_index), h.size, n_draws, coef.n_normals, dt)
-        grid = self.grid
-        log_k = grid.flat_log_moneyness()
-        tau_end = grid.flat_maturities()
+        hedge_flag = self.hedge_flag if hedge_flag is None else np.asarray(hedge_flag, dtype=bool)
+        seg_ends = self.seg_ends if seg_ends is None else np.asarray(seg_ends)
+        N, R, B, n = h.size, coef.n_normals, X.shape[0], self.kernel.n
+        D = cfg.n_paths // 2 if cfg.antithetic else cfg.n_paths
+        S = 2 if cfg.antithetic else 1
+        P = S * D
+        log_k = tf.constant(self.grid.flat_log_moneyness(), dt)
+        n_opt, n_T = log_k.shape[0], seg_ends.size
         # the control model: Black-Scholes with the scheme's exact expected variance E[V_k] on the same path
         ref_var = discrete_moments(X, h, self.kernel, coef)[2][:-1]  # (N, B)
         # the moment recursion ignores the cap on (Z - b)^2 and its second moments can explode (the model's
         # E[V_t] is infinite for strong feedback, large a and eta); V itself never leaves [c, a q_cap + c]
         a, c0 = X[None, :, 2], X[None, :, 4]
         ref_var = np.clip(np.nan_to_num(ref_var, nan=np.inf), c0, a * cfg.q_cap + c0)
-        drive = np.concatenate([coef.phi[:, :, None], coef.load], axis=-1)
-        log_s, hedge, z_mean, v_mean, log_ref = _simulate(
-            tf.constant(X, dt), tf.constant(self.kernel.c, dt), tf.constant(h, dt), tf.constant(coef.decay, dt),
-            tf.constant(drive, dt), tf.constant(coef.dw, dt), tf.constant(hedge_flag),
-            tf.constant(seg_ends, tf.int32), tf.cast(xi, dt), tf.constant(log_k, dt), tf.constant(tau_end, dt),
-            tf.constant(cfg.q_cap, dt), cfg.antithetic, tf.constant(ref_var, dt), bool(hedge_flag.any()),
-        )
+        # the engine loops over chunks of CHUNK_STEPS steps (the normals of one chunk at a time) and, within a
+        # chunk, over the blocks between events: a rebalancing of the hedge, a maturity, the chunk's end
+        L = CHUNK_STEPS
+        n_pad = -N % L
+
+        def padded(u, value=0):
+            u = np.asarray(u)
+            return tf.constant(np.concatenate([u, np.full((n_pad, *u.shape[1:]), value, dtype=u.dtype)]), dt)
+
+        per_step = (padded(h), padded(coef.decay, 1), padded(coef.phi), padded(coef.load), padded(coef.dw),
+                    padded(np.sqrt(ref_var)))
+        hedged = bool(hedge_flag.any())
+        rebalance_at = set(np.flatnonzero(hedge_flag[1:]) + 1) if hedged else set()
+        record_at = {int(e): j for j, e in enumerate(seg_ends)}
+        stops = sorted(set(range(L, N, L)) | rebalance_at | set(record_at) | {N})
+        t_grid = np.concatenate([[0.0], np.cumsum(h)])
+        T_opt = self.grid.flat_maturities()
+
+        def time_to_expiry(k):  # exactly 0 from an option's maturity on, whatever the rounding of the grid
+            tau = T_opt - t_grid[k]
+            return tf.constant(np.where(tau > 1e-9, tau, 0.0), dt)
+
+        Xt = tf.constant(X, dt)
+        c = tf.constant(self.kernel.c[:, None, None, None], dt)
+        q_cap = tf.constant(cfg.q_cap, dt)
+        a_, b_, c0_ = (Xt[:, j : j + 1, None] for j in (2, 3, 4))
+        z = tf.transpose(Xt[:, 5:])[:, :, None, None] * tf.ones([1, 1, S, D], dt)
+        x = tf.zeros([B, S, D], dt)
+        ref = tf.zeros([B, D], dt)
+        if hedged:
+            sv0 = tf.reshape(tf.sqrt(_variance(z, c, a_, b_, c0_, q_cap)[1]), [B, P])
+            hedge, dlt, s_last = tf.zeros([B, n_opt, P], dt), _bs_delta(tf.zeros([B, P], dt), sv0,
+                                                                       time_to_expiry(0), log_k), tf.ones([B, P], dt)
+        outs, ref_outs, z_means, v_means = [None] * n_T, [None] * n_T, [None] * n_T, [None] * n_T
+        seeds = sample_seeds(seed, sample_index)
+        pos, lo = 0, -1
+        for stop in stops:
+            if pos // L * L != lo:  # a new chunk
+                lo = pos // L * L
+                if xi is None:
+                    xi_k = chunk_normals(seeds, lo, L, N, D, R, dt)
+                else:
+                    xi_k = tf.cast(xi[lo : lo + L], dt)
+                    if xi_k.shape[0] < L:
+                        xi_k = tf.concat([xi_k, tf.zeros([L - xi_k.shape[0], R, B, D], dt)], axis=0)
+                chunk = [u[lo : lo + L] for u in per_step]
+            z, x, ref = _run_steps(z, x, ref, Xt, c, *chunk[:5], xi_k, chunk[5], tf.constant(pos - lo, tf.int32),
+                                   tf.constant(stop - lo, tf.int32), q_cap, cfg.antithetic)
+            pos = stop
+            if stop in rebalance_at:
+                hedge, dlt, s_last = _rebalance(hedge, dlt, s_last, x, z, Xt, c, time_to_expiry(stop), log_k, q_cap)
+            if stop in record_at:
+                j = record_at[stop]
+                outs[j] = tf.reshape(x, [B, P])
+                ref_outs[j] = tf.reshape(ref[:, None, :] * tf.reshape(sign_of(cfg.antithetic, dt), [1, S, 1]), [B, P])
+                z_means[j] = tf.reduce_mean(tf.reshape(z, [n, B, P]), axis=-1)
+                v_means[j] = tf.reduce_mean(tf.reshape(_variance(z, c, a_, b_, c0_, q_cap)[1], [B, P]), axis=-1)
         # cumsum adds step by step whatever the batch (a plain sum may switch to pairwise order when B = 1)
         ref_total = np.cumsum(ref_var * np.asarray(h)[:, None], axis=0)[np.asarray(seg_ends) - 1]  # (n_T, B)
-        return PathStats(log_s.numpy().astype(np.float64),
-                         hedge.numpy().astype(np.float64) if cfg.steps_per_hedge else None, cfg.antithetic,
-                         z_mean.numpy().astype(np.float64), v_mean.numpy().astype(np.float64),
-                         log_ref.numpy().astype(np.float64), ref_total)
+        return PathStats(tf.stack(outs).numpy().astype(np.float64),
+                         hedge.numpy().astype(np.float64) if hedged else None, cfg.antithetic,
+                         tf.stack(z_means).numpy().astype(np.float64), tf.stack(v_means).numpy().astype(np.float64),
+                         tf.stack(ref_outs).numpy().astype(np.float64) - 0.5 * ref_total[:, :, None], ref_total)

@@ -11,7 +11,8 @@ from scipy.linalg import expm
 from qrh_lib.convergence import corner_states, coupled_bias
 from qrh_lib.grid import default_grid, sqrt_t_grid
 from qrh_lib.kernel import aggregate_coefficients, geometric_nodes, step_coefficients
-from qrh_lib.mc import MCConfig, QRHEngine, sample_normals, sample_seeds, time_grid
+from qrh_lib import mc
+from qrh_lib.mc import MCConfig, QRHEngine, chunk_normals, sample_normals, sample_seeds, time_grid
 from qrh_lib.mc_numpy import simulate_numpy
 from qrh_lib.moments import critical_feedback, discrete_moments, expected_variance, second_moment_growth
 from qrh_lib.pricing import cv_estimate, mc_iv_surface, otm_payoffs, price_surfaces, surface_from_paths
@@ -267,6 +268,49 @@ def test_same_seed_same_surface_whatever_the_batch():
     np.testing.assert_array_equal(alone.iv[0], base.iv[2])
     other = price_surfaces(X[:1], grid, FAST.replace(batch_size=1), seed=8)
     assert not np.array_equal(other.iv[0], base.iv[0])
+
+
+@pytest.mark.parametrize("n_draws,n_normals,dtype", [(6, 1, "float32"), (5, 2, "float32"), (5, 1, "float64")])
+def test_normals_drawn_chunk_by_chunk_are_the_slices_of_the_whole_stream(n_draws, n_normals, dtype):
+    """Odd sizes put chunk starts inside a group of normals of one Philox counter value (4 in float32, 2 in
+    float64)."""
+    import tensorflow as tf
+
+    seeds = sample_seeds(11, [0, 3, 2**40])
+    whole = sample_normals(seeds, 23, n_draws, n_normals, tf.as_dtype(dtype)).numpy()
+    for start, length in [(0, 7), (7, 7), (9, 5), (21, 7)]:
+        part = chunk_normals(seeds, start, length, 23, n_draws, n_normals, tf.as_dtype(dtype)).numpy()
+        stop = min(start + length, 23)
+        np.testing.assert_array_equal(part[: stop - start], whole[start:stop])
+        assert not part[stop - start :].any()  # zeros past the last step
+
+
+def test_normal_stream_counters_start_at_zero():
+    """The chunk offset is added to the counter's low word: it must start at 0 (so it cannot overflow)."""
+    import tensorflow as tf
+
+    for s in sample_seeds(12345, [0, 1, 77, 2**31 - 1]):
+        _, counter = tf.raw_ops.StatelessRandomGetKeyCounter(seed=tf.constant(s, tf.int64))
+        assert int(counter.numpy()[0]) == 0
+
+
+def test_numbers_do_not_depend_on_the_chunk_length(monkeypatch):
+    X = np.stack([X_MID, X_EQ])
+    cfg = FAST.replace(n_paths=64, steps_per_hedge=8)
+    base = QRHEngine(default_grid(), cfg).simulate(X, np.arange(2), seed=3)
+    monkeypatch.setattr(mc, "CHUNK_STEPS", 37)
+    other = QRHEngine(default_grid(), cfg).simulate(X, np.arange(2), seed=3)
+    for field in ("log_spot", "hedge", "factor_mean", "variance_mean", "log_ref"):
+        np.testing.assert_array_equal(getattr(other, field), getattr(base, field), err_msg=field)
+
+
+def test_hedge_of_an_expired_option_stops_at_its_maturity():
+    """Gains of the 30-day options are the same whether the paths run to 30 days or to a year."""
+    X = X_MID[None, :]
+    short = QRHEngine(sqrt_t_grid((30,)), FAST.replace(n_paths=64, steps_per_hedge=4)).simulate(X, [0], seed=1)
+    long = QRHEngine(sqrt_t_grid((30, 365)), FAST.replace(n_paths=64, steps_per_hedge=4)).simulate(X, [0], seed=1)
+    n_K = short.hedge.shape[1]
+    np.testing.assert_allclose(long.hedge[:, 0::2][:, :n_K], short.hedge, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("bad,match", [
