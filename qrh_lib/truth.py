@@ -13,7 +13,7 @@ fall below that noise, and a network that fits noise looks better than it is. Th
 
 It is small (a few hundred kB) and committed under ``data/truth/`` with its manifest; regenerate it with::
 
-    python -m qrh_lib.truth          # about 25 minutes on 2 CPU cores, resumable
+    python -m qrh_lib.truth          # about 10 minutes on 2 CPU cores, resumable
 
 It measures the surrogate's error against the model as the engine prices it; the engine's own
 time-discretisation bias is measured separately by ``benchmarks/convergence.py``.
