@@ -15,6 +15,7 @@ import importlib.util
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def baseline_module(commit: str):
     spec = importlib.util.spec_from_loader("qrh_lib._mc_baseline", loader=None)
     module = importlib.util.module_from_spec(spec)
     module.__package__ = "qrh_lib"
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     exec(compile(src, f"{commit}:qrh_lib/mc.py", "exec"), module.__dict__)  # noqa: S102
     return module
 

@@ -44,6 +44,7 @@ paths; compiled, the loop fuses into a few kernels.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -60,7 +61,7 @@ from .kernel import (  # noqa: E402
     geometric_nodes,
     step_coefficients,
 )
-from .moments import discrete_moments  # noqa: E402
+from .moments import discrete_expected_variance  # noqa: E402
 from .params import check_inputs, strict_from_dict  # noqa: E402
 
 #: Identifies the engine's numerics (the factor step itself is MCConfig.scheme); datasets record it in their key,
@@ -331,7 +332,7 @@ class QRHEngine:
         log_k = tf.constant(self.grid.flat_log_moneyness(), dt)
         n_opt, n_T = log_k.shape[0], seg_ends.size
         # the control model: Black-Scholes with the scheme's exact expected variance E[V_k] on the same path
-        ref_var = discrete_moments(X, h, self.kernel, coef)[2][:-1]  # (N, B)
+        ref_var = discrete_expected_variance(X, h, self.kernel, coef)[:-1]  # (N, B)
         # the moment recursion ignores the cap on (Z - b)^2 and its second moments can explode (the model's
         # E[V_t] is infinite for strong feedback, large a and eta); V itself never leaves [c, a q_cap + c]
         a, c0 = X[None, :, 2], X[None, :, 4]
@@ -371,16 +372,26 @@ class QRHEngine:
                                                                        time_to_expiry(0), log_k), tf.ones([B, P], dt)
         outs, ref_outs, z_means, v_means = [None] * n_T, [None] * n_T, [None] * n_T, [None] * n_T
         seeds = sample_seeds(seed, sample_index)
+
+        def normals(lo):
+            if xi is None:
+                return chunk_normals(seeds, lo, L, N, D, R, dt)
+            xi_k = tf.cast(xi[lo : lo + L], dt)
+            if xi_k.shape[0] < L:
+                xi_k = tf.concat([xi_k, tf.zeros([L - xi_k.shape[0], R, B, D], dt)], axis=0)
+            return xi_k
+
+        # the next chunk's normals are drawn on a second thread while this chunk's steps run: the compiled loop
+        # keeps about one core busy, the generator the other
+        prefetch = ThreadPoolExecutor(max_workers=1)
+        pending = prefetch.submit(normals, 0)
         pos, lo = 0, -1
         for stop in stops:
             if pos // L * L != lo:  # a new chunk
                 lo = pos // L * L
-                if xi is None:
-                    xi_k = chunk_normals(seeds, lo, L, N, D, R, dt)
-                else:
-                    xi_k = tf.cast(xi[lo : lo + L], dt)
-                    if xi_k.shape[0] < L:
-                        xi_k = tf.concat([xi_k, tf.zeros([L - xi_k.shape[0], R, B, D], dt)], axis=0)
+                xi_k = pending.result()
+                if lo + L < N:
+                    pending = prefetch.submit(normals, lo + L)
                 chunk = [u[lo : lo + L] for u in per_step]
             z, x, ref = _run_steps(z, x, ref, Xt, c, *chunk[:5], xi_k, chunk[5], tf.constant(pos - lo, tf.int32),
                                    tf.constant(stop - lo, tf.int32), q_cap, cfg.antithetic)
@@ -393,6 +404,7 @@ class QRHEngine:
                 ref_outs[j] = tf.reshape(ref[:, None, :] * tf.reshape(sign_of(cfg.antithetic, dt), [1, S, 1]), [B, P])
                 z_means[j] = tf.reduce_mean(tf.reshape(z, [n, B, P]), axis=-1)
                 v_means[j] = tf.reduce_mean(tf.reshape(_variance(z, c, a_, b_, c0_, q_cap)[1], [B, P]), axis=-1)
+        prefetch.shutdown()
         # cumsum adds step by step whatever the batch (a plain sum may switch to pairwise order when B = 1)
         ref_total = np.cumsum(ref_var * np.asarray(h)[:, None], axis=0)[np.asarray(seg_ends) - 1]  # (n_T, B)
         return PathStats(tf.stack(outs).numpy().astype(np.float64),

@@ -70,9 +70,21 @@ def discrete_moments(X, h, kernel: FactorKernel | None = None, coefficients: Ste
     ``X`` is one input vector (15,) or a batch (B, 15). Returns ``(m, M, ev)`` with shapes (N+1, [B,] n),
     (N+1, [B,] n, n) and (N+1, [B]).
     """
-    X = np.asarray(X, dtype=np.float64)
-    single = X.ndim == 1
-    X = np.atleast_2d(X)
+    single = np.asarray(X).ndim == 1
+    ms, Ms, evs = (np.asarray(v) for v in zip(*_moment_steps(X, h, kernel, coefficients), strict=True))
+    return (ms[:, 0], Ms[:, 0], evs[:, 0]) if single else (ms, Ms, evs)
+
+
+def discrete_expected_variance(X, h, kernel: FactorKernel | None = None,
+                               coefficients: StepCoefficients | None = None) -> np.ndarray:
+    """:math:`E[V_k]` of :func:`discrete_moments` alone, (N+1, B), without keeping the moments (the engine's
+    control model needs only this; keeping every second moment of a large batch costs more than computing it)."""
+    return np.asarray([ev for _, _, ev in _moment_steps(X, h, kernel, coefficients)])
+
+
+def _moment_steps(X, h, kernel, coefficients):
+    """Yield ``(m, M, E[V])`` before the first step and after each step (see :func:`discrete_moments`)."""
+    X = np.atleast_2d(np.asarray(X, dtype=np.float64))
     k = kernel or geometric_nodes()
     h = np.asarray(h, dtype=np.float64)
     coef = coefficients or step_coefficients(k.gamma, h)
@@ -88,10 +100,9 @@ def discrete_moments(X, h, kernel: FactorKernel | None = None, coefficients: Ste
     def ev_of(m, M):
         return a * (dot_c(dot_c(M)) - 2 * b * dot_c(m) + b * b) + c0
 
-    ms, Ms, evs = [m], [M], []
     for j in range(h.size):
         ev = ev_of(m, M)
-        evs.append(ev)
+        yield m, M, ev
         e, phi, L = coef.decay[j], coef.phi[j], coef.load[j]
         cm = dot_c(m)
         Mc = dot_c(M)  # (B, n); M is symmetric
@@ -102,11 +113,7 @@ def discrete_moments(X, h, kernel: FactorKernel | None = None, coefficients: Ste
         M = (e[:, None] * M * e[None, :] - lp[:, :, None] * eMc[:, None, :] - eMc[:, :, None] * lp[:, None, :]
              + (lp[:, :, None] * lp[:, None, :]) * cMc[:, None, None]
              + (eta**2 * ev)[:, None, None] * (L @ L.T)[None])
-        ms.append(m)
-        Ms.append(M)
-    evs.append(ev_of(m, M))
-    ms, Ms, evs = np.asarray(ms), np.asarray(Ms), np.asarray(evs)
-    return (ms[:, 0], Ms[:, 0], evs[:, 0]) if single else (ms, Ms, evs)
+    yield m, M, ev_of(m, M)
 
 
 def second_moment_growth(X, kernel: FactorKernel | None = None) -> np.ndarray:

@@ -63,11 +63,14 @@ def otm_payoffs(stats: PathStats, grid: Grid) -> np.ndarray:
     """Out-of-the-money payoffs, shape (B, n_opt, P), strike-major like the flat grid."""
     k = grid.log_moneyness  # (n_K, n_T)
     spot = np.exp(stats.log_spot)  # (n_T, B, P)
-    strike = np.exp(k)[:, :, None, None]  # (n_K, n_T, 1, 1)
-    call = grid.is_call()[:, :, None, None]
-    pay = np.where(call, np.maximum(spot[None] - strike, 0.0), np.maximum(strike - spot[None], 0.0))
-    n_K, n_T, B, P = pay.shape
-    return pay.reshape(n_K * n_T, B, P).transpose(1, 0, 2)
+    # max(w (S - K), 0) with w = 1 for calls and -1 for puts: one pass, not both payoffs and a choice
+    w = np.where(grid.is_call(), 1.0, -1.0)
+    n_T, B, P = spot.shape
+    pay = np.empty((B, k.size, P))
+    for i in range(grid.n_K):
+        for j in range(n_T):
+            np.maximum(w[i, j] * (spot[j] - np.exp(k[i, j])), 0.0, out=pay[:, i * n_T + j])
+    return pay
 
 
 def bs_control(stats: PathStats, grid: Grid) -> np.ndarray:

@@ -3,8 +3,8 @@ r"""QRH states fitted to SPX (and VIX) options in the literature, as this projec
 - **Rosenbaum & Zhang (2021)**, 19 May 2017: the same 10-factor model and inputs as here,
   :math:`(\lambda, \eta, a, b, c) = (2.5, 1.485, 0.401, 0.235, 0.001)` and their ten :math:`z_0^i`; taken as published.
   :math:`\lambda = 2.5` sits on the upper bound of their box (and of ours).
-- **Gatheral, Jusselin & Rosenbaum (2020)**, 19 May 2017: :math:`\alpha = 0.51`, :math:`\lambda = 1.2`, :math:`a = 0.384`,
-  :math:`b = 0.095`, :math:`c = 0.0025`, :math:`Z_0 = 0.1`, :math:`\eta = 1`, in their normalisation
+- **Gatheral, Jusselin & Rosenbaum (2020)**, 19 May 2017: :math:`\alpha = 0.51`, :math:`\lambda = 1.2`,
+  :math:`a = 0.384`, :math:`b = 0.095`, :math:`c = 0.0025`, :math:`Z_0 = 0.1`, :math:`\eta = 1`, in their normalisation
   :math:`Z_t = \int_0^t K(t-s)\,\lambda\,(\theta_0(s) - Z_s)\,ds + \int_0^t K(t-s)\,\lambda\,\eta\sqrt{V_s}\,dW_s`:
   :math:`\lambda` multiplies the diffusion term too, so the vol of :math:`Z` in this project's form is
   :math:`\lambda\eta = 1.2`. Their mean-reversion level :math:`\theta_0(s)` has no place in the factor model

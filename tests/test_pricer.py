@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy.linalg import expm
 
+from qrh_lib import mc
 from qrh_lib.convergence import corner_states, coupled_bias
 from qrh_lib.grid import default_grid, sqrt_t_grid
 from qrh_lib.kernel import aggregate_coefficients, geometric_nodes, step_coefficients
-from qrh_lib import mc
 from qrh_lib.mc import MCConfig, QRHEngine, chunk_normals, sample_normals, sample_seeds, time_grid
 from qrh_lib.mc_numpy import simulate_numpy
 from qrh_lib.moments import critical_feedback, discrete_moments, expected_variance, second_moment_growth
