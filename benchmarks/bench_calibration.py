@@ -1,126 +1,163 @@
-"""Calibration speed and fit through the surrogate, written to benchmarks/results/calibration.json.
+"""Calibration through the surrogate: speed, fit, Monte Carlo round trip, recovery, quotes off the grid, ensemble
+spread. Writes benchmarks/results/calibration.json.
 
-    python benchmarks/bench_calibration.py [--surrogate models/<artifact>] [--dataset data/raw/data_<size>]
-                                          [--n-targets 50] [--n-starts 2] [--mc-round-trip 3]
+    python benchmarks/bench_calibration.py --surrogate book/run/surrogate [--n-targets 100] [--round-trip 20]
 
-Two sets of targets: surfaces the surrogate itself produced at uniform inputs in its box (the
-global minimum of the fit is 0, so the fit measures the optimiser), and noisy surfaces (the
-dataset's Monte Carlo test labels when a dataset is given, else the surrogate's surfaces plus
-Gaussian noise of ``--noise-pts``). Reports median and p90 seconds per surface and the fit RMSE in
-vol points; with ``--mc-round-trip N`` the first N calibrated inputs of the noisy set are priced
-by Monte Carlo and that fit is reported too.
+Targets come from an independent pricer: the truth set (98,304 Monte Carlo paths a surface, inputs known, points
+no training design contains). Sections, all in one run:
+
+- ``speed_fit``: the least-squares solver (the default) and L-BFGS-B with its previous default settings, on the same
+  targets: seconds per surface (wall and CPU, after a warm-up that builds the candidate bank) and fit;
+- ``round_trip``: the first ``--round-trip`` calibrated inputs priced by Monte Carlo at ``--paths`` paths, against
+  the target;
+- ``recovery``: the targets plus Gaussian noise at the training labels' standard error (``--label-paths`` paths):
+  error of each recovered input in box widths;
+- ``quotes``: interpolation error of :mod:`qrh_lib.quotes` on Monte Carlo surfaces (the grid's surface interpolated
+  to off-grid points against Monte Carlo prices at those points, same paths per surface), and calibration to them;
+- ``ensemble``: with ``--ensemble`` artifact folders, each member calibrated to the same targets and the spread of
+  the calibrated inputs across members.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 from _common import common_parser, get_surrogate, machine, model_summary, write_result
 
 from qrh_lib.calibration import calibrate, round_trip_fit
-from qrh_lib.training import read_dataset_folder
+from qrh_lib.grid import default_grid, sqrt_t_grid
+from qrh_lib.mc import MCConfig
+from qrh_lib.params import PARAM_NAMES
+from qrh_lib.pricing import price_surfaces
+from qrh_lib.quotes import Quotes, calibrate_quotes, interpolate_surface
+from qrh_lib.truth import load_truth_set
+
+#: L-BFGS-B as it was the default before the least-squares solver (same bank size, starts and tolerances).
+PREVIOUS = {"solver": "lbfgsb", "n_starts": 2, "n_candidates": 256, "maxiter": 100, "ftol": 1e-8, "gtol": 1e-6}
+#: Off-grid quote points: maturities and k / sqrt(T) between the grid's.
+QUOTE_GRID = sqrt_t_grid((45, 120, 240), (-0.4, -0.2, -0.075, 0.025, 0.1, 0.2))
 
 
-def _run(sur, targets, seed, kw) -> tuple[list, np.ndarray]:
-    """Calibrate each target; also CPU seconds per target (wall time is inflated on a shared machine)."""
+def _run(sur, targets, kw):
+    """Calibrate each target; CPU seconds too (wall time is inflated on a shared machine)."""
     res, cpu = [], []
-    for i, t in enumerate(targets):
+    for t in targets:
         c0 = time.process_time()
-        res.append(calibrate(sur, t, seed=seed + i, **kw))
+        res.append(calibrate(sur, t, **kw))
         cpu.append(time.process_time() - c0)
     return res, np.asarray(cpu)
 
 
-def _summary(results, targets, cpu) -> dict:
+def _summary(results, cpu) -> dict:
     sec = np.array([r.seconds for r in results])
     fit = np.array([r.fit_rmse_pts for r in results])
-    return {
-        "n_targets": len(results),
-        "median_seconds": float(np.median(sec)),
-        "median_cpu_seconds": float(np.median(cpu)),
-        "p90_seconds": float(np.percentile(sec, 90)),
-        "max_seconds": float(sec.max()),
-        "median_fit_rmse_pts": float(np.median(fit)),
-        "p90_fit_rmse_pts": float(np.percentile(fit, 90)),
-        "max_fit_rmse_pts": float(fit.max()),
-        "frac_success": float(np.mean([r.success for r in results])),
-        "median_n_evaluations": float(np.median([r.n_evaluations for r in results])),
-        "n_nan_target_points": int(np.isnan(targets).sum()),
-    }
+    return {"n_targets": len(results), "median_ms": 1e3 * float(np.median(sec)),
+            "median_cpu_ms": 1e3 * float(np.median(cpu)), "p90_ms": 1e3 * float(np.percentile(sec, 90)),
+            "max_ms": 1e3 * float(sec.max()), "median_fit_rmse_pts": float(np.median(fit)),
+            "p90_fit_rmse_pts": float(np.percentile(fit, 90)), "max_fit_rmse_pts": float(fit.max()),
+            "median_evaluations": float(np.median([r.n_evaluations for r in results]))}
+
+
+def _input_errors(X_found, X_true, box) -> dict:
+    err = np.abs(np.asarray(X_found) - X_true) / (box.hi - box.lo)
+    return {name: float(v) for name, v in zip(PARAM_NAMES, np.median(err, axis=0), strict=True)}
 
 
 def main(argv=None) -> dict:
     p = common_parser(__doc__, "calibration")
-    p.add_argument("--dataset", default=None, help="dataset folder whose test labels are the noisy targets")
-    p.add_argument("--n-targets", type=int, default=50)
-    p.add_argument("--n-starts", type=int, default=2)
-    p.add_argument("--backend", choices=("numpy", "tf"), default="numpy")
-    p.add_argument("--noise-pts", type=float, default=0.1, help="noise added without a dataset (vol points)")
-    p.add_argument("--mc-round-trip", type=int, default=3, help="noisy-set results re-priced by Monte Carlo")
+    p.add_argument("--n-targets", type=int, default=100)
+    p.add_argument("--round-trip", type=int, default=20, help="calibrated inputs re-priced by Monte Carlo")
+    p.add_argument("--paths", type=int, default=24_576, help="paths per surface of every Monte Carlo pricing")
+    p.add_argument("--label-paths", type=int, default=1024, help="paths of the training labels (recovery noise)")
+    p.add_argument("--quote-states", type=int, default=8)
+    p.add_argument("--ensemble", nargs="*", default=[], help="artifact folders of an ensemble's members")
     a = p.parse_args(argv)
 
     sur, origin = get_surrogate(a.surrogate, a.seed)
-    box, n = sur.box, a.n_targets
+    truth = load_truth_set()
+    n = min(a.n_targets, len(truth["X"]))
+    targets, X_true = truth["y"][:n], truth["X"][:n]
+    mc_config = MCConfig(n_paths=a.paths)
+    result = {"benchmark": "calibration", "surrogate": origin, "model": model_summary(sur), "machine": machine(),
+              "targets": f"the first {n} surfaces of the truth set (98,304 paths each)",
+              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+    for kw in ({}, PREVIOUS):  # warm-up: the candidate bank, the NumPy copy of the network
+        calibrate(sur, targets[0], **kw)
+    res_lsq, cpu_lsq = _run(sur, targets, {})
+    res_prev, cpu_prev = _run(sur, targets, PREVIOUS)
+    result["speed_fit"] = {"least_squares": {"settings": "qrh_lib.calibration.calibrate defaults",
+                                             **_summary(res_lsq, cpu_lsq)},
+                           "lbfgsb_previous": {"settings": PREVIOUS, **_summary(res_prev, cpu_prev)}}
+    print(result["speed_fit"], flush=True)
+
+    m = min(a.round_trip, n)
+    X_found = np.array([r.x for r in res_lsq])
+    rep = price_surfaces(X_found[:m], default_grid(), mc_config, seed=a.seed + 1)
+    rt = [round_trip_fit(x, t, lambda X, i=i: rep.iv[i : i + 1])["fit_rmse_pts"]
+          for i, (x, t) in enumerate(zip(X_found[:m], targets[:m], strict=True))]
+    result["round_trip"] = {"n": m, "paths": a.paths, "median_rmse_pts": float(np.median(rt)),
+                            "p90_rmse_pts": float(np.percentile(rt, 90)), "rmse_pts": rt,
+                            "repricing_median_se_pts": float(100 * np.nanmedian(rep.iv_se)),
+                            "target_median_se_pts": float(100 * np.nanmedian(truth["iv_se"][:m]))}
+    print(result["round_trip"], flush=True)
+
     rng = np.random.default_rng(a.seed)
-    X_self = box.lo + (box.hi - box.lo) * rng.random((4 * n, box.lo.size))
-    X_self = X_self[sur.domain.contains(X_self)][:n]  # targets from the surrogate's domain (the stable part)
-    T_self = sur.predict_numpy(X_self)
-    if a.dataset:
-        d = read_dataset_folder(a.dataset)
-        T_noisy, noisy_kind = d["test_y"][:n], f"MC test labels of {a.dataset}"
-    else:
-        T_noisy = T_self + a.noise_pts / 100 * rng.standard_normal(T_self.shape)
-        noisy_kind = f"surrogate surfaces + N(0, {a.noise_pts} vol points)"
-    kw = {"n_starts": a.n_starts, "backend": a.backend}
-    calibrate(sur, T_self[0], **kw)  # warm-up (NumPy copy of the weights, tf.function tracing)
-    res_self, cpu_self = _run(sur, T_self, a.seed, kw)
-    res_noisy, cpu_noisy = _run(sur, T_noisy, a.seed, kw)
-    result = {
-        "benchmark": "calibration",
-        "surrogate": origin,
-        "model": model_summary(sur),
-        "machine": machine(),
-        "settings": {**kw, "other": "qrh_lib.calibration.calibrate defaults", "objective": "equal weights"},
-        "self_generated": _summary(res_self, T_self, cpu_self),
-        "noisy": {"targets": noisy_kind, **_summary(res_noisy, T_noisy, cpu_noisy)},
+    label_se = truth["iv_se"][:n] * np.sqrt(truth["manifest"]["mc_config"]["n_paths"] / a.label_paths)
+    noisy = targets + rng.standard_normal(targets.shape) * np.nan_to_num(label_se)
+    res_noisy, _ = _run(sur, noisy, {})
+    result["recovery"] = {"label_paths": a.label_paths, "label_median_se_pts": float(100 * np.nanmedian(label_se)),
+                          "median_fit_rmse_pts": float(np.median([r.fit_rmse_pts for r in res_noisy])),
+                          "median_error_box_widths_noisy": _input_errors([r.x for r in res_noisy], X_true, sur.box),
+                          "median_error_box_widths_truth_targets": _input_errors(X_found, X_true, sur.box)}
+
+    k_q, T_q = QUOTE_GRID.flat_log_moneyness(), QUOTE_GRID.flat_maturities()
+    nq = min(a.quote_states, n)
+    on_grid = price_surfaces(X_true[:nq], default_grid(), mc_config, seed=a.seed + 2)
+    at_quotes = price_surfaces(X_true[:nq], QUOTE_GRID, mc_config, seed=a.seed + 2)
+    interp = interpolate_surface(default_grid(), on_grid.iv, k_q, T_q)
+    diff = 100 * np.abs(interp - at_quotes.iv)
+    fits = []
+    for i in range(nq):
+        iv, half = at_quotes.iv[i], np.maximum(2 * at_quotes.iv_se[i], 0.005)
+        r = calibrate_quotes(sur, Quotes(k_q, T_q, iv, bid=iv - half, ask=iv + half), seed=a.seed)
+        fit = interpolate_surface(sur, r.iv, k_q, T_q)
+        fits.append((r.seconds, 100 * float(np.sqrt(np.nanmean((fit - iv) ** 2)))))
+    result["quotes"] = {
+        "states": nq, "paths": a.paths, "quote_points": int(k_q.size),
+        "interpolation": "natural cubic spline in k/sqrt(T), linear in total variance in T (qrh_lib.quotes)",
+        "median_abs_interpolation_error_pts": float(np.nanmedian(diff)),
+        "p90_abs_interpolation_error_pts": float(np.nanpercentile(diff, 90)),
+        "max_abs_interpolation_error_pts": float(np.nanmax(diff)),
+        "median_noise_se_of_the_difference_pts": float(100 * np.nanmedian(np.hypot(
+            at_quotes.iv_se, interpolate_surface(default_grid(), on_grid.iv_se, k_q, T_q)))),
+        "calibration_median_ms": 1e3 * float(np.median([f[0] for f in fits])),
+        "calibration_median_rmse_at_quotes_pts": float(np.median([f[1] for f in fits])),
     }
-    # Distance between calibrated and true inputs on the self-generated set, per input, in units of the
-    # box width: the unidentifiable directions (rank <= K) show up here, not in the fit.
-    err = np.abs(np.array([r.x for r in res_self]) - X_self) / (box.hi - box.lo)
-    result["self_generated"]["median_abs_input_error_frac_of_box"] = dict(
-        zip(
-            ("lambda", "eta", "a", "b", "c") + tuple(f"z0_{i}" for i in range(1, 11)),
-            np.median(err, axis=0).round(4).tolist(),
-            strict=True,
-        )
-    )
-    if a.mc_round_trip > 0:
-        try:
-            from qrh_lib.pricing import mc_iv_surface
-        except ImportError as e:
-            result["mc_round_trip"] = {"skipped": True, "note": str(e)}
-        else:
-            rt = [
-                round_trip_fit(r.x, t, lambda x: mc_iv_surface(x, seed=a.seed)[0])
-                for r, t in zip(res_noisy[: a.mc_round_trip], T_noisy, strict=False)
-            ]
-            result["mc_round_trip"] = {
-                "n": len(rt),
-                "fit_rmse_pts": [v["fit_rmse_pts"] for v in rt],
-                "surrogate_fit_rmse_pts": [r.fit_rmse_pts for r in res_noisy[: len(rt)]],
-            }
+    print(result["quotes"], flush=True)
+
+    if a.ensemble:
+        from qrh_lib.surrogate import QRHSurrogate
+
+        members = [QRHSurrogate.load(Path(f)) for f in a.ensemble]
+        ne = min(n, 30)
+        Xm = np.array([[calibrate(s, t).x for t in targets[:ne]] for s in members])  # (members, ne, 15)
+        width = sur.box.hi - sur.box.lo
+        spread = Xm.std(0, ddof=1) / width
+        err_mean = np.abs(Xm.mean(0) - X_true[:ne]) / width
+        result["ensemble"] = {
+            "members": len(members), "targets": ne,
+            "median_spread_box_widths": dict(zip(PARAM_NAMES, np.median(spread, 0).tolist(), strict=True)),
+            "median_error_of_member_mean_box_widths": dict(zip(PARAM_NAMES, np.median(err_mean, 0).tolist(),
+                                                               strict=True)),
+            "spread_error_correlation": float(np.corrcoef(spread.ravel(), err_mean.ravel())[0, 1]),
+        }
+        print(result["ensemble"], flush=True)
+
     path = write_result("calibration", result, a.out)
     print(f"wrote {path}")
-    for k in ("self_generated", "noisy"):
-        s = result[k]
-        print(
-            f"  {k:15s} median {1e3 * s['median_seconds']:6.1f} ms (CPU {1e3 * s['median_cpu_seconds']:5.1f})  "
-            f"p90 {1e3 * s['p90_seconds']:6.1f} ms  "
-            f"fit median {s['median_fit_rmse_pts']:.2e} pts  max {s['max_fit_rmse_pts']:.2e} pts"
-        )
-    if "fit_rmse_pts" in result.get("mc_round_trip", {}):
-        print(f"  MC round trip fit (pts): {np.round(result['mc_round_trip']['fit_rmse_pts'], 3).tolist()}")
     return result
 
 

@@ -13,14 +13,17 @@ to :math:`[\ell_a, \bar a(\lambda, \eta)]` with :math:`\bar a = \min(h_a, \kappa
 :math:`a = \ell_a + \tfrac{u_a + 1}{2} (\bar a(\lambda, \eta) - \ell_a)`, so every :math:`u` in the cube is a
 state of the domain and the search never returns an explosive one (the gradient carries the chain rule through
 :math:`\bar a`). Working in :math:`u`
-puts all inputs on the same scale (``c`` spans 3e-2, ``lambda`` spans 2), which L-BFGS-B's
-bound handling and its gradient tolerance need. The fit RMSE reported is
-:math:`\sqrt{2f}` (weighted RMS error, vol points). NaN targets get zero weight.
+puts all inputs on the same scale (``c`` spans 3e-2, ``lambda`` spans 2), which the solvers' bound handling
+and tolerances need. The fit RMSE reported is
+:math:`\sqrt{2f}` (weighted RMS error, vol points). NaN targets get zero weight; impossible targets (an infinite,
+non-positive or absurd vol, fewer quoted points than inputs) are refused (:func:`check_target`).
 
-Gradients: ``backend="numpy"`` backpropagates by hand through a float64 copy of the network
-(:class:`qrh_lib.surrogate.NumpyResMLP`); ``backend="tf"`` uses TensorFlow autodiff in a
-``tf.function``. Both give the same gradient (tested); NumPy is the default because for one
-surface TensorFlow's per-call overhead dominates the arithmetic (see benchmarks/).
+Solvers: ``solver="lsq"`` (the default) is Levenberg-Marquardt (MINPACK) on the residuals
+:math:`100\sqrt{\bar w_j}(\hat\sigma_j - \sigma^\star_j)` with their exact Jacobian, the float64 network's by
+forward mode (:meth:`qrh_lib.surrogate.NumpyResMLP.jacobian`), the cube's bounds kept by :math:`u = \sin v`.
+``solver="lbfgsb"`` is L-BFGS-B on :math:`f` with its gradient: ``backend="numpy"`` backpropagates by hand through
+the float64 copy of the network; ``backend="tf"`` uses TensorFlow autodiff in a ``tf.function``. Both give the
+same gradient (tested); for one surface TensorFlow's per-call overhead dominates the arithmetic.
 
 Identifiability: the PCA head makes every surrogate surface an affine function of K
 coefficients, so the Jacobian :math:`\partial \hat\sigma / \partial x` has rank at most K. With
@@ -28,8 +31,9 @@ K < 15, at most K combinations of the 15 inputs are determined by a surface; the
 along a level set without changing the fit. :func:`input_jacobian` and :func:`identifiability`
 measure this at a point; fixing inputs (equal lower and upper ``bounds``) removes them from the fit.
 
-Multi-start: ``n_candidates`` points drawn uniformly in :math:`u` (seeded) are priced in one
-batch, and L-BFGS-B starts from the ``n_starts`` best of them (one run each, or all together as
+Multi-start: with ``"lsq"``, a bank of ``n_candidates`` scrambled Sobol points in :math:`u` (seeded) and their
+surfaces, computed once per surrogate, bounds and seed; with ``"lbfgsb"``, as many uniform points priced for each
+target. The solver starts from the ``n_starts`` best of them (``"lbfgsb"``: one run each, or all together as
 one problem in :math:`15 n_{starts}` variables with ``joint=True``).
 """
 
@@ -56,9 +60,9 @@ class CalibrationResult:
 
     ``x`` raw inputs (15,) of the best start; ``fit_rmse`` its weighted RMS error in vol units and
     ``fit_rmse_pts`` in vol points; ``iv`` the surrogate surface at ``x``; ``iterations`` and
-    ``n_evaluations`` summed over the L-BFGS-B runs; ``seconds`` wall time;
-    ``success`` and ``message`` L-BFGS-B's; ``starts`` one dict per start (``x0``, ``x``,
-    ``fit_rmse_pts``).
+    ``n_evaluations`` summed over the starts (``"lsq"``: both are residual evaluations); ``seconds`` wall time;
+    ``success`` and ``message`` the solver's for the best start (``"lsq"``: False when it stopped at its
+    evaluation budget rather than a tolerance); ``starts`` one dict per start (``x0``, ``x``, ``fit_rmse_pts``).
     """
 
     x: np.ndarray
@@ -125,6 +129,7 @@ class _Objective:
             raise ValueError("no target point has positive weight")
         self.w = w / w.sum()
         self.sqrt_w = np.sqrt(self.w)
+        self._du_scale = self.x_scale * self.half  # d (scaled input) / d u in the box part
         self.net = surrogate.numpy_net
         self.n_eval = 0
         self.backend = backend
@@ -177,15 +182,16 @@ class _Objective:
         y, J = y[0], J[0]
         if self.observe is not None:
             y, J = self.observe(y[None, :])[0], self.observe.jacobian(y) @ J
-        r = PTS * self.sqrt_w * (y - self.t)
-        J = (PTS * self.sqrt_w)[:, None] * J * self.x_scale  # d residual / d raw input (d, 15)
-        Ju = J * self.half
+        pw = PTS * self.sqrt_w
+        r = pw * (y - self.t)
+        Ju = pw[:, None] * J * self._du_scale  # d residual / d u of the box part (d, 15)
         if a_range is not None:
-            a_max, d_lam, d_eta = (v[0] for v in a_range)
-            t = 0.5 * (U[0, _A] + 1.0)
-            Ju[:, _A] = J[:, _A] * 0.5 * (a_max - self.lo[_A])
-            Ju[:, _LAM] += J[:, _A] * t * d_lam * self.half[_LAM]
-            Ju[:, _ETA] += J[:, _A] * t * d_eta * self.half[_ETA]
+            a_max, d_lam, d_eta = (float(v[0]) for v in a_range)
+            J_a = pw * J[:, _A] * self.x_scale[_A]  # d residual / d raw a
+            t = 0.5 * (float(U[0, _A]) + 1.0)
+            Ju[:, _A] = J_a * (0.5 * (a_max - self.lo[_A]))
+            Ju[:, _LAM] += J_a * (t * d_lam * self.half[_LAM])
+            Ju[:, _ETA] += J_a * (t * d_eta * self.half[_ETA])
         return r, Ju
 
     def values(self, U=None, surfaces=None) -> np.ndarray:

@@ -24,7 +24,7 @@ def test_recovers_fit_of_surrogate_surfaces(tiny_surrogate, targets):
     X, T = targets
     res = calibrate_many(tiny_surrogate, T[:6], seed=0, n_starts=3, **TIGHT)
     fits = np.array([r.fit_rmse_pts for r in res])
-    # The target is the surrogate's own float64 output, so the global minimum is 0; L-BFGS-B
+    # The target is the surrogate's own float64 output, so the global minimum is 0; the solver
     # reaches ~1e-8 vol points. 1e-3 vol points is 100x below any MC noise and allows one start
     # in six to end in a shallow local minimum only if it is still an excellent fit.
     assert np.median(fits) < 1e-5 and np.mean(fits < 1e-3) >= 5 / 6, fits
