@@ -61,7 +61,7 @@ from .kernel import (  # noqa: E402
     geometric_nodes,
     step_coefficients,
 )
-from .moments import discrete_expected_variance  # noqa: E402
+from .moments import iter_expected_variance  # noqa: E402
 from .params import check_inputs, strict_from_dict  # noqa: E402
 
 #: Identifies the engine's numerics (the factor step itself is MCConfig.scheme); datasets record it in their key,
@@ -331,12 +331,6 @@ class QRHEngine:
         P = S * D
         log_k = tf.constant(self.grid.flat_log_moneyness(), dt)
         n_opt, n_T = log_k.shape[0], seg_ends.size
-        # the control model: Black-Scholes with the scheme's exact expected variance E[V_k] on the same path
-        ref_var = discrete_expected_variance(X, h, self.kernel, coef)[:-1]  # (N, B)
-        # the moment recursion ignores the cap on (Z - b)^2 and its second moments can explode (the model's
-        # E[V_t] is infinite for strong feedback, large a and eta); V itself never leaves [c, a q_cap + c]
-        a, c0 = X[None, :, 2], X[None, :, 4]
-        ref_var = np.clip(np.nan_to_num(ref_var, nan=np.inf), c0, a * cfg.q_cap + c0)
         # the engine loops over chunks of CHUNK_STEPS steps (the normals of one chunk at a time) and, within a
         # chunk, over the blocks between events: a rebalancing of the hedge, a maturity, the chunk's end
         L = CHUNK_STEPS
@@ -346,8 +340,7 @@ class QRHEngine:
             u = np.asarray(u)
             return tf.constant(np.concatenate([u, np.full((n_pad, *u.shape[1:]), value, dtype=u.dtype)]), dt)
 
-        per_step = (padded(h), padded(coef.decay, 1), padded(coef.phi), padded(coef.load), padded(coef.dw),
-                    padded(np.sqrt(ref_var)))
+        per_step = (padded(h), padded(coef.decay, 1), padded(coef.phi), padded(coef.load), padded(coef.dw))
         hedged = bool(hedge_flag.any())
         rebalance_at = set(np.flatnonzero(hedge_flag[1:]) + 1) if hedged else set()
         record_at = {int(e): j for j, e in enumerate(seg_ends)}
@@ -373,27 +366,40 @@ class QRHEngine:
         outs, ref_outs, z_means, v_means = [None] * n_T, [None] * n_T, [None] * n_T, [None] * n_T
         seeds = sample_seeds(seed, sample_index)
 
-        def normals(lo):
+        # the control model: Black-Scholes with the scheme's exact expected variance E[V_k] on the same path.
+        # The moment recursion ignores the cap on (Z - b)^2 and its second moments can explode (the model's
+        # E[V_t] is infinite for strong feedback, large a and eta); V itself never leaves [c, a q_cap + c]
+        ev_steps = iter_expected_variance(X, h, self.kernel, coef)
+        ref_var = np.empty((N, B))
+        a, c0 = X[None, :, 2], X[None, :, 4]
+
+        def prepare(lo):
+            """The normals (L, R, B, D) and the control model's volatility (L, B) of the chunk starting at lo."""
+            stop = min(lo + L, N)
+            ev = np.asarray([next(ev_steps) for _ in range(stop - lo)])
+            ref_var[lo:stop] = np.clip(np.nan_to_num(ev, nan=np.inf), c0, a * cfg.q_cap + c0)
+            w = np.zeros((L, B))
+            w[: stop - lo] = np.sqrt(ref_var[lo:stop])
             if xi is None:
-                return chunk_normals(seeds, lo, L, N, D, R, dt)
+                return chunk_normals(seeds, lo, L, N, D, R, dt), tf.constant(w, dt)
             xi_k = tf.cast(xi[lo : lo + L], dt)
             if xi_k.shape[0] < L:
                 xi_k = tf.concat([xi_k, tf.zeros([L - xi_k.shape[0], R, B, D], dt)], axis=0)
-            return xi_k
+            return xi_k, tf.constant(w, dt)
 
-        # the next chunk's normals are drawn on a second thread while this chunk's steps run: the compiled loop
-        # keeps about one core busy, the generator the other
+        # the next chunk's normals and moments are prepared on a second thread while this chunk's steps run: the
+        # compiled loop keeps about one core busy, the generator and the moment recursion the other
         prefetch = ThreadPoolExecutor(max_workers=1)
-        pending = prefetch.submit(normals, 0)
+        pending = prefetch.submit(prepare, 0)
         pos, lo = 0, -1
         for stop in stops:
             if pos // L * L != lo:  # a new chunk
                 lo = pos // L * L
-                xi_k = pending.result()
+                xi_k, w_k = pending.result()
                 if lo + L < N:
-                    pending = prefetch.submit(normals, lo + L)
+                    pending = prefetch.submit(prepare, lo + L)
                 chunk = [u[lo : lo + L] for u in per_step]
-            z, x, ref = _run_steps(z, x, ref, Xt, c, *chunk[:5], xi_k, chunk[5], tf.constant(pos - lo, tf.int32),
+            z, x, ref = _run_steps(z, x, ref, Xt, c, *chunk, xi_k, w_k, tf.constant(pos - lo, tf.int32),
                                    tf.constant(stop - lo, tf.int32), q_cap, cfg.antithetic)
             pos = stop
             if stop in rebalance_at:
