@@ -75,16 +75,10 @@ def discrete_moments(X, h, kernel: FactorKernel | None = None, coefficients: Ste
     return (ms[:, 0], Ms[:, 0], evs[:, 0]) if single else (ms, Ms, evs)
 
 
-def discrete_expected_variance(X, h, kernel: FactorKernel | None = None,
-                               coefficients: StepCoefficients | None = None) -> np.ndarray:
-    """:math:`E[V_k]` of :func:`discrete_moments` alone, (N+1, B), without keeping the moments (the engine's
-    control model needs only this; keeping every second moment of a large batch costs more than computing it)."""
-    return np.asarray(list(iter_expected_variance(X, h, kernel, coefficients)))
-
-
 def iter_expected_variance(X, h, kernel: FactorKernel | None = None, coefficients: StepCoefficients | None = None):
-    """:math:`E[V_k]` (B,) for k = 0 .. N, one step at a time (the engine computes each chunk's while the
-    previous chunk runs)."""
+    """:math:`E[V_k]` of :func:`discrete_moments`, (B,) for k = 0 .. N, one step at a time and without keeping the
+    moments (the engine's control model needs only this, a chunk ahead of the loop; keeping every second moment of
+    a large batch costs more than computing it)."""
     return (ev for _, _, ev in _moment_steps(X, h, kernel, coefficients))
 
 

@@ -14,7 +14,13 @@ from qrh_lib.grid import default_grid, sqrt_t_grid
 from qrh_lib.kernel import aggregate_coefficients, geometric_nodes, step_coefficients
 from qrh_lib.mc import MCConfig, QRHEngine, chunk_normals, sample_normals, sample_seeds, time_grid
 from qrh_lib.mc_numpy import simulate_numpy
-from qrh_lib.moments import critical_feedback, discrete_moments, expected_variance, second_moment_growth
+from qrh_lib.moments import (
+    critical_feedback,
+    discrete_moments,
+    expected_variance,
+    iter_expected_variance,
+    second_moment_growth,
+)
 from qrh_lib.pricing import cv_estimate, mc_iv_surface, otm_payoffs, price_surfaces, surface_from_paths
 
 Z_TOL = 4.0
@@ -186,6 +192,14 @@ def test_expected_variance_of_the_scheme_converges_to_the_exact_one():
         ev = discrete_moments(X_MID, eng.h, eng.kernel, eng.coefficients)[2][eng.seg_ends]
         errs.append(np.max(np.abs(ev / exact - 1)))
     assert errs[0] > errs[1] > errs[2] and errs[2] < 2e-3, errs
+
+
+def test_step_by_step_expected_variance_is_that_of_the_full_recursion():
+    eng = QRHEngine(default_grid(), FAST)
+    X = np.stack([X_MID, X_EQ, X_WILD])
+    full = discrete_moments(X, eng.h, eng.kernel, eng.coefficients)[2]
+    np.testing.assert_array_equal(np.asarray(list(iter_expected_variance(X, eng.h, eng.kernel, eng.coefficients))),
+                                  full)
 
 
 def test_second_moment_growth_tells_explosive_from_stable_states():
