@@ -173,13 +173,13 @@ class _Objective:
 
     def residuals_and_jacobian(self, u):
         r"""Residuals :math:`100\sqrt{\bar w_j}(\hat\sigma_j(x(u)) - \sigma^\star_j)` (d,) and their Jacobian in
-        u (d, 15): the network's Jacobian by forward mode (:meth:`qrh_lib.surrogate.NumpyResMLP.jacobian`),
+        u (d, 15): the network's Jacobian by forward mode (:meth:`qrh_lib.surrogate.NumpyResMLP.jacobian_row`),
         times the scaling and, on a stable domain, the chain rule of the map of a into the domain."""
         self.n_eval += 1
         U = np.asarray(u, np.float64)[None, :]
         X, a_range = self._map(U)
-        y, J = self.net.jacobian(X * self.x_scale + self.x_min)
-        y, J = y[0], J[0]
+        y, J = self.net.jacobian_row(X * self.x_scale + self.x_min)
+        y = y[0]
         if self.observe is not None:
             y, J = self.observe(y[None, :])[0], self.observe.jacobian(y) @ J
         pw = PTS * self.sqrt_w
@@ -247,6 +247,8 @@ MAX_VOL = 10.0
 SOLVERS = ("lsq", "lbfgsb")
 #: Residual evaluations per start ("lsq") and iterations per start ("lbfgsb") unless told otherwise.
 DEFAULT_MAXITER = {"lsq": 20, "lbfgsb": 100}
+#: Gradient tolerance of each solver unless told otherwise (L-BFGS-B's as it always was).
+DEFAULT_GTOL = {"lsq": 1e-8, "lbfgsb": 1e-6}
 
 
 def check_target(target_iv, weights, d: int, what: str = "target_iv") -> tuple[np.ndarray, np.ndarray]:
@@ -292,13 +294,14 @@ def calibrate(
     n_candidates: int = 4096,
     maxiter: int | None = None,
     ftol: float = 1e-8,
-    gtol: float = 1e-8,
+    gtol: float | None = None,
     backend: str = "numpy",
     x0=None,
     joint: bool = False,
     solver: str = "lsq",
+    observe=None,
 ) -> CalibrationResult:
-    """Calibrate the 15 raw inputs to one target surface on the surrogate's grid.
+    r"""Calibrate the 15 raw inputs to one target surface on the surrogate's grid.
 
     Parameters
     ----------
@@ -318,33 +321,31 @@ def calibrate(
         and kept (the bank); with ``"lbfgsb"`` they are priced for each target.
     maxiter, ftol, gtol :
         ``"lsq"``: the largest number of residual evaluations per start (default 20) and MINPACK's tolerances
-        (relative change of the cost and of u, and the gradient's angle). ``"lbfgsb"``: L-BFGS-B's iterations
-        (default 100) and tolerances.
+        (relative change of the cost and of u, and the gradient's angle; ``gtol`` default 1e-8).
+        ``"lbfgsb"``: L-BFGS-B's iterations (default 100) and tolerances (``gtol`` default 1e-6).
     backend : {"numpy", "tf"}
         Gradient engine of ``"lbfgsb"`` (module docstring); ``"lsq"`` always uses the NumPy network.
     joint : bool
         ``"lbfgsb"`` only: optimise all starts as one problem (see the code comment).
     solver : {"lsq", "lbfgsb"}
-        ``"lsq"`` (default): trust-region reflective least squares (scipy's ``least_squares``, ``method="trf"``)
-        on the residuals with their exact Jacobian, the network's by forward mode. ``"lbfgsb"``: L-BFGS-B on the
-        sum of squares with its exact gradient (the previous default, kept for comparison).
+        ``"lsq"`` (default): Levenberg-Marquardt (MINPACK, through scipy's ``least_squares(method="lm")``) on
+        the residuals with their exact Jacobian, the network's by forward mode, the cube's bounds kept by
+        :math:`u = \sin v`. ``"lbfgsb"``: L-BFGS-B on the sum of squares with its exact gradient (the previous
+        default, kept for comparison).
+    observe : callable, optional
+        A map from the grid's vols to observed ones with a ``jacobian`` and ``n_quotes``
+        (:class:`qrh_lib.quotes.QuoteMap`); ``target_iv`` and ``weights`` then have ``n_quotes`` values.
+        ``"lsq"`` only; :func:`qrh_lib.quotes.calibrate_quotes` builds it.
     """
     if solver not in SOLVERS:
         raise ValueError(f"solver = {solver!r} is unknown; allowed: {SOLVERS}")
+    if observe is not None and solver != "lsq":
+        raise ValueError("quotes seen through `observe` need solver='lsq'")
     # BLAS threads only add overhead on 15-dimensional problems (and L-BFGS-B's own small BLAS calls
     # slow down by ~50x on a busy multi-core machine); run single-threaded.
     with _THREADPOOLS.limit(limits=1, user_api="blas"):
         return _calibrate(surrogate, target_iv, weights, bounds, seed, n_starts, n_candidates, maxiter, ftol, gtol,
-                          backend, x0, joint, solver)
-
-
-def _calibrate_observed(surrogate, observe, target, weights, bounds=None, seed: int = 0, n_starts: int = 2,
-                        n_candidates: int = 4096, maxiter: int | None = None, ftol: float = 1e-8, gtol: float = 1e-8,
-                        x0=None) -> CalibrationResult:
-    """:func:`calibrate` to vols seen through ``observe`` (a :class:`qrh_lib.quotes.QuoteMap`)."""
-    with _THREADPOOLS.limit(limits=1, user_api="blas"):
-        return _calibrate(surrogate, target, weights, bounds, seed, n_starts, n_candidates, maxiter, ftol, gtol,
-                          "numpy", x0, False, "lsq", observe)
+                          backend, x0, joint, solver, observe)
 
 
 def _calibrate(
@@ -358,6 +359,8 @@ def _calibrate(
         target, w = check_target(target_iv, weights, observe.n_quotes, what="quotes' vols")
     if maxiter is None:
         maxiter = DEFAULT_MAXITER[solver]
+    if gtol is None:
+        gtol = DEFAULT_GTOL[solver]
     lo, hi = _bounds_arrays(surrogate, bounds)
     obj = _Objective(surrogate, target, w, lo, hi, backend if solver == "lbfgsb" else "numpy", observe)
     n_cand = max(n_candidates, n_starts)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.interpolate import CubicSpline
 
-from .calibration import CalibrationResult, _calibrate_observed
+from .calibration import CalibrationResult, calibrate
 from .grid import Grid
 
 
@@ -141,4 +141,4 @@ def calibrate_quotes(surrogate, quotes: Quotes, bounds=None, seed: int = 0, **kw
     The result's ``iv`` is the surrogate's surface on its grid at the calibrated inputs; its vols at the quotes
     are :func:`interpolate_surface` of it."""
     qmap = QuoteMap(surrogate.grid, quotes.log_moneyness, quotes.maturities)
-    return _calibrate_observed(surrogate, qmap, quotes.iv, quotes.quote_weights(), bounds, seed, **kwargs)
+    return calibrate(surrogate, quotes.iv, quotes.quote_weights(), bounds, seed, observe=qmap, **kwargs)

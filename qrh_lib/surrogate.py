@@ -116,39 +116,15 @@ class NumpyResMLP:
 
     def jacobian(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         r"""Vols (n, d) at scaled inputs ``xs`` (n, 15) and their Jacobian :math:`\partial \hat y / \partial x_s`
-        (n, d, 15), by forward-mode differentiation: the 15 tangents ride along the forward pass as one batch
-        (cheaper than 60 backward passes, one per output)."""
-        def dsilu(a):
-            s = expit(a)
-            return a * s, s * (1.0 + a * (1.0 - s))
+        (n, d, 15), by forward-mode differentiation: the 15 tangents ride along the forward pass as one matrix
+        (cheaper than 60 backward passes, one per output). Row by row: the calibration asks for one row at a
+        time (:meth:`jacobian_row`), where plain matrix products beat batched ones."""
+        rows = [self.jacobian_row(h[None, :]) for h in np.atleast_2d(np.asarray(xs, np.float64))]
+        return np.concatenate([y for y, _ in rows]), np.stack([J for _, J in rows])
 
-        h = np.atleast_2d(np.asarray(xs, np.float64))
-        n, m = h.shape
-        if n == 1:  # one row (the calibration's case): plain matrix products, several times faster than batched
-            y, J = self._jacobian_row(h)
-            return y, J[None]
-        h = np.atleast_2d(np.asarray(xs, np.float64))
-        T = np.broadcast_to(np.eye(h.shape[1]), (h.shape[0], h.shape[1], h.shape[1]))  # (n, 15, width)
-        for W, b in self.layers:
-            a = h @ W + b
-            h, ds = dsilu(a)
-            T = (T @ W) * ds[:, None, :]
-        for W1, b1, g, be, W2, b2, eps in self.blocks:
-            t, Tt = h @ W1 + b1, T @ W1
-            if g is not None:
-                t = t - t.mean(-1, keepdims=True)
-                Tt = Tt - Tt.mean(-1, keepdims=True)
-                inv = 1.0 / np.sqrt((t * t).mean(-1, keepdims=True) + eps)
-                t = t * inv
-                Tt = inv[:, None, :] * (Tt - t[:, None, :] * (Tt * t[:, None, :]).mean(-1, keepdims=True))
-                t, Tt = t * g + be, Tt * g
-            u, ds = dsilu(t)
-            h = h + u @ W2 + b2
-            T = T + (Tt * ds[:, None, :]) @ W2
-        return h @ self.out_W + self.out_b, np.swapaxes(T @ self.out_W, 1, 2)
-
-    def _jacobian_row(self, h):
-        """:meth:`jacobian` of one row ``h`` (1, 15): vols (1, d) and the Jacobian (d, 15)."""
+    def jacobian_row(self, h):
+        """:meth:`jacobian` of one row ``h`` (1, 15), without the batch's wrapping: vols (1, d) and the Jacobian
+        (d, 15)."""
         T = np.eye(h.shape[1])
         for W, b in self.layers:
             a = h @ W + b

@@ -172,6 +172,8 @@ def test_least_squares_and_lbfgsb_both_fit(tiny_surrogate, targets):
     assert lsq.fit_rmse_pts < 0.05 and lb.fit_rmse_pts < 0.05
     with pytest.raises(ValueError, match="solver = 'newton' is unknown"):
         calibrate(tiny_surrogate, T[5], solver="newton")
+    with pytest.raises(ValueError, match="need solver='lsq'"):
+        calibrate(tiny_surrogate, T[5], solver="lbfgsb", observe=lambda y: y)
 
 
 def test_quote_map_is_exact_on_the_grid_and_smooth_between():
