@@ -6,9 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PROFILE ?= cpu
-export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: venv run test lint format data bench book clean
+.PHONY: venv run test test-fast lint format data bench book clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,11 +18,15 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)  ## main job: notebooks 01..08 with papermill, then the book (book/_build/html/index.html)
-	$(PY) -m qrh_lib.pipeline run --profile $(PROFILE)
+	$(PY) -m qrh_lib.workflow.pipeline run --profile $(PROFILE)
 
 test: $(STAMP)  ## lint, then every test (library, notebooks chain, book build)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
+
+test-fast: $(STAMP)  ## lint, then the quick tests (not the notebook chain, book builds or others marked slow)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -32,14 +35,14 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format qrh_lib tests benchmarks
 
 data: $(STAMP)  ## a dataset alone, e.g. make data ARGS="--n-samples 2000"
-	$(PY) -m qrh_lib.data generate $(ARGS)
+	$(PY) -m qrh_lib.pricer.generate $(ARGS)
 
 bench: $(STAMP)  ## benchmarks, writing JSON to benchmarks/results/
 	$(PY) benchmarks/bench_engine.py
 	$(PY) benchmarks/convergence.py
 
 book: $(STAMP)
-	$(PY) -m qrh_lib.pipeline book
+	$(PY) -m qrh_lib.workflow.pipeline book
 
 clean:
 	rm -rf book/_build runs .pytest_cache .ruff_cache

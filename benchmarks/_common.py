@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from qrh_lib.config import BENCHMARKS_DIR  # noqa: E402
-from qrh_lib.surrogate import QRHSurrogate, library_versions  # noqa: E402
+from qrh_lib.artifacts import save_json, versions
+from qrh_lib.paths import BENCHMARKS_DIR
+from qrh_lib.surrogate import QRHSurrogate
 
 RESULTS_DIR = BENCHMARKS_DIR / "results"
 
@@ -36,12 +34,13 @@ def get_surrogate(path: str | None, seed: int = 0) -> tuple[QRHSurrogate, dict]:
     its accuracy means nothing."""
     if path:
         return QRHSurrogate.load(path), {"artifact": str(path), "smoke": False}
+    from qrh_lib.surrogate.config import TrainConfig
+    from qrh_lib.surrogate.training import train_from_folder
     from qrh_lib.synthetic import write_synthetic_dataset
-    from qrh_lib.training import TrainConfig, train_from_folder
 
     tmp = Path(tempfile.mkdtemp(prefix="qrh_bench_"))
     data = write_synthetic_dataset(tmp / "data_synth", n_train=2000, n_val=400, n_test=400, seed=seed)
-    cfg = TrainConfig(n_components=12, epochs=20, seed=seed)
+    cfg = TrainConfig.from_flat({"n_components": 12, "epochs": 20, "seed": seed})
     sur, _ = train_from_folder(data, cfg)
     return sur, {"artifact": None, "smoke": True, "note": "synthetic smoke surrogate: timings only"}
 
@@ -57,7 +56,7 @@ def machine() -> dict:
         "n_cpus": os.cpu_count(),
         "platform": platform.platform(),
         "load_avg_1min": os.getloadavg()[0],
-        "versions": library_versions(),
+        "versions": versions(),
     }
 
 
@@ -81,7 +80,4 @@ def timeit(fn, repeat: int, number: int = 1) -> np.ndarray:
 
 
 def write_result(name: str, result: dict, out: str | None) -> Path:
-    path = Path(out) if out else RESULTS_DIR / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, default=float))
-    return path
+    return save_json(Path(out) if out else RESULTS_DIR / f"{name}.json", result)

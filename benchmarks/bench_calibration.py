@@ -12,8 +12,9 @@ no training design contains). Sections, all in one run:
   the target;
 - ``recovery``: the targets plus Gaussian noise at the training labels' standard error (``--label-paths`` paths):
   error of each recovered input in box widths;
-- ``quotes``: interpolation error of :mod:`qrh_lib.quotes` on Monte Carlo surfaces (the grid's surface interpolated
-  to off-grid points against Monte Carlo prices at those points, same paths per surface), and calibration to them;
+- ``quotes``: interpolation error of :mod:`qrh_lib.surrogate.quotes` on Monte Carlo surfaces (the grid's surface
+  interpolated to off-grid points against Monte Carlo prices at those points, same paths per surface), and
+  calibration to them;
 - ``ensemble``: with ``--ensemble`` artifact folders, each member calibrated to the same targets and the spread of
   the calibrated inputs across members.
 """
@@ -26,13 +27,13 @@ from pathlib import Path
 import numpy as np
 from _common import common_parser, get_surrogate, machine, model_summary, write_result
 
-from qrh_lib.calibration import calibrate, round_trip_fit
 from qrh_lib.grid import default_grid, sqrt_t_grid
-from qrh_lib.mc import MCConfig
 from qrh_lib.params import PARAM_NAMES
-from qrh_lib.pricing import price_surfaces
-from qrh_lib.quotes import Quotes, calibrate_quotes, interpolate_surface
-from qrh_lib.truth import load_truth_set
+from qrh_lib.pricer.mc import MCConfig
+from qrh_lib.pricer.pricing import price_surfaces
+from qrh_lib.pricer.truth import load_truth_set
+from qrh_lib.surrogate.calibration import calibrate, round_trip_fit
+from qrh_lib.surrogate.quotes import Quotes, calibrate_quotes, interpolate_surface
 
 #: L-BFGS-B as it was the default before the least-squares solver (same bank size, starts and tolerances).
 PREVIOUS = {"solver": "lbfgsb", "n_starts": 2, "n_candidates": 256, "maxiter": 100, "ftol": 1e-8, "gtol": 1e-6}
@@ -88,7 +89,7 @@ def main(argv=None) -> dict:
         calibrate(sur, targets[0], **kw)
     res_lsq, cpu_lsq = _run(sur, targets, {})
     res_prev, cpu_prev = _run(sur, targets, PREVIOUS)
-    result["speed_fit"] = {"least_squares": {"settings": "qrh_lib.calibration.calibrate defaults",
+    result["speed_fit"] = {"least_squares": {"settings": "qrh_lib.surrogate.calibration.calibrate defaults",
                                              **_summary(res_lsq, cpu_lsq)},
                            "lbfgsb_previous": {"settings": PREVIOUS, **_summary(res_prev, cpu_prev)}}
     print(result["speed_fit"], flush=True)
@@ -127,7 +128,7 @@ def main(argv=None) -> dict:
         fits.append((r.seconds, 100 * float(np.sqrt(np.nanmean((fit - iv) ** 2)))))
     result["quotes"] = {
         "states": nq, "paths": a.paths, "quote_points": int(k_q.size),
-        "interpolation": "natural cubic spline in k/sqrt(T), linear in total variance in T (qrh_lib.quotes)",
+        "interpolation": "natural cubic spline in k/sqrt(T), linear in total variance in T (qrh_lib.surrogate.quotes)",
         "median_abs_interpolation_error_pts": float(np.nanmedian(diff)),
         "p90_abs_interpolation_error_pts": float(np.nanpercentile(diff, 90)),
         "max_abs_interpolation_error_pts": float(np.nanmax(diff)),

@@ -19,19 +19,18 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+from scipy.stats import qmc
 
-import numpy as np  # noqa: E402
-from scipy.stats import qmc  # noqa: E402
-
-from qrh_lib import mc  # noqa: E402
-from qrh_lib.data import PATHS_PER_BATCH, _atomic_write, versions  # noqa: E402
-from qrh_lib.domain import Domain  # noqa: E402
-from qrh_lib.grid import default_grid  # noqa: E402
-from qrh_lib.mc import MCConfig, QRHEngine, sample_normals, sample_seeds  # noqa: E402
-from qrh_lib.mc_numpy import simulate_numpy  # noqa: E402
-from qrh_lib.params import RZ_BOX  # noqa: E402
-from qrh_lib.pricing import ESTIMATORS, surface_from_paths  # noqa: E402
+from qrh_lib.artifacts import save_json, versions
+from qrh_lib.domain import Domain
+from qrh_lib.grid import default_grid
+from qrh_lib.params import RZ_BOX
+from qrh_lib.pricer import mc
+from qrh_lib.pricer.generate import PATHS_PER_BATCH
+from qrh_lib.pricer.mc import MCConfig, QRHEngine, sample_normals, sample_seeds
+from qrh_lib.pricer.mc_numpy import simulate_numpy
+from qrh_lib.pricer.pricing import ESTIMATORS, surface_from_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "engine.json"
@@ -44,13 +43,14 @@ BASELINE_GRID = {"steps_per_year": 730, "first_step": 5e-6, "grading": 0.005}
 
 
 def baseline_module(commit: str):
-    """``qrh_lib/mc.py`` as it was at ``commit``, imported as ``qrh_lib._mc_baseline`` (it uses the current
-    kernel, moments and params modules, whose interfaces it shares)."""
+    """``qrh_lib/mc.py`` as it was at ``commit`` (the flat layout), imported as ``qrh_lib.pricer._mc_baseline``:
+    it uses the current kernel, moments and params modules, whose interfaces it shares."""
     src = subprocess.run(["git", "show", f"{commit}:qrh_lib/mc.py"], cwd=ROOT, check=True, capture_output=True,
                          text=True).stdout
-    spec = importlib.util.spec_from_loader("qrh_lib._mc_baseline", loader=None)
+    src = src.replace("from .params import", "from ..params import")  # params stayed at the top
+    spec = importlib.util.spec_from_loader("qrh_lib.pricer._mc_baseline", loader=None)
     module = importlib.util.module_from_spec(spec)
-    module.__package__ = "qrh_lib"
+    module.__package__ = "qrh_lib.pricer"
     sys.modules[spec.name] = module  # dataclasses look their module up there
     exec(compile(src, f"{commit}:qrh_lib/mc.py", "exec"), module.__dict__)  # noqa: S102
     return module
@@ -213,7 +213,7 @@ def main(argv=None):
         key, fn = sections[s]
         result[key] = fn()
         result["load_average_at_end"] = os.getloadavg()
-        _atomic_write(a.out, lambda f: f.write(json.dumps(result, indent=2).encode()))
+        save_json(a.out, result)
     print(f"wrote {a.out}")
 
 

@@ -4,7 +4,7 @@
 
 Measures surfaces per second for a batch through the ``tf.function`` path, ``keras.Model.predict``
 and the NumPy forward pass, single-surface latency (NumPy and ``tf.function``), and the Monte Carlo
-engine's seconds per surface (``qrh_lib.pricing.mc_iv_surface`` at its default accuracy) in the same
+engine's seconds per surface (``qrh_lib.pricer.pricing.mc_iv_surface`` at its default accuracy) in the same
 run. Without ``--surrogate`` a smoke surrogate is trained on synthetic data (timings only).
 """
 
@@ -45,9 +45,9 @@ def main(argv=None) -> dict:
     mc = {"skipped": True}
     if a.mc_samples > 0:
         try:
-            from qrh_lib.pricing import mc_iv_surface
+            from qrh_lib.pricer.pricing import mc_iv_surface
         except ImportError as err:
-            mc = {"skipped": True, "note": f"qrh_lib.pricing not importable: {err}"}
+            mc = {"skipped": True, "note": f"qrh_lib.pricer.pricing not importable: {err}"}
         else:
             Xm = X[: a.mc_samples]
             mc_iv_surface(Xm[:1], seed=a.seed)  # warm-up (graph tracing)

@@ -1,11 +1,11 @@
 """Convergence study of the scheme and time grid: discretisation bias against a much finer grid, over the box.
 
 States drawn over Rosenbaum & Zhang's box (scrambled Sobol; reported apart for the stable states and the
-explosive ones, whose second moments grow without bound, see qrh_lib.moments.second_moment_growth) and stress
-states at the corners of z0 (qrh_lib.convergence.corner_states) are priced by each candidate (a factor scheme,
+explosive ones, whose second moments grow without bound, see qrh_lib.pricer.moments.second_moment_growth) and stress
+states at the corners of z0 (qrh_lib.pricer.convergence.corner_states) are priced by each candidate (a factor scheme,
 on the default time grid or on it with every step halved) and by the reference: the exponential (ETD) scheme on
 the default grid with every step split ``--refine`` times, on the same Brownian paths
-(qrh_lib.convergence.scheme_study). The bias of each implied vol is the coupled difference; a point counts as
+(qrh_lib.pricer.convergence.scheme_study). The bias of each implied vol is the coupled difference; a point counts as
 biased beyond 0.1 vol point only when its bias exceeds 0.001 by more than three standard errors. The reference's
 own error is estimated by the reference at half its refinement (candidate ``etd_ref_half``). Writes
 benchmarks/results/convergence.json.
@@ -17,21 +17,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+from scipy.stats import qmc
 
-import numpy as np  # noqa: E402
-from scipy.stats import qmc  # noqa: E402
-
-from qrh_lib.convergence import bias_by_maturity, corner_states, scheme_study  # noqa: E402
-from qrh_lib.data import _atomic_write, versions  # noqa: E402
-from qrh_lib.grid import default_grid  # noqa: E402
-from qrh_lib.mc import MCConfig, QRHEngine  # noqa: E402
-from qrh_lib.moments import second_moment_growth  # noqa: E402
-from qrh_lib.params import PARAM_NAMES, RZ_BOX  # noqa: E402
+from qrh_lib.artifacts import save_json, versions
+from qrh_lib.grid import default_grid
+from qrh_lib.params import PARAM_NAMES, RZ_BOX
+from qrh_lib.pricer.convergence import bias_by_maturity, corner_states, scheme_study
+from qrh_lib.pricer.mc import MCConfig, QRHEngine
+from qrh_lib.pricer.moments import second_moment_growth
 
 OUT = Path(__file__).resolve().parent / "results" / "convergence.json"
 TOL = 1e-3  # 0.1 vol point
@@ -127,7 +124,7 @@ def main(argv=None):
                         r.get("states_beyond_tol"))
                        for r in entry[set_name]["by_maturity"]]
             print(name + suffix, set_name, json.dumps(summary), flush=True)
-        _atomic_write(a.out, lambda f: f.write(json.dumps(result, indent=2).encode()))
+        save_json(a.out, result)
     print(f"wrote {a.out}")
 
 

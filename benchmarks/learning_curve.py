@@ -1,5 +1,5 @@
 """Learning curves, labels at an equal pricing budget, and the ablation of the surrogate's recipe, all judged
-against the truth set (qrh_lib.truth).
+against the truth set (qrh_lib.pricer.truth).
 
 Data: stable-domain datasets of the cpu profile's design (seed 0, scrambled Sobol), priced at several paths per
 surface (generated here if missing, reused otherwise). Every run uses the points of the design with index below
@@ -28,15 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from _common import RESULTS_DIR, machine  # noqa: E402
 
-from qrh_lib.data import (  # noqa: E402
-    MAX_MISSING_VOLS,
-    GenerationConfig,
-    default_out_dir,
-    generate_dataset,
-    load_shards,
-)
-from qrh_lib.evaluation import truth_metrics  # noqa: E402
-from qrh_lib.truth import load_truth_set  # noqa: E402
+from qrh_lib.data import MAX_MISSING_VOLS  # noqa: E402
+from qrh_lib.pricer.generate import GenerationConfig, dataset_dir, generate_dataset, load_shards  # noqa: E402
+from qrh_lib.pricer.truth import load_truth_set  # noqa: E402
+from qrh_lib.surrogate.evaluation import truth_metrics  # noqa: E402
 
 SEED = 0
 #: The plain MLP of the baseline: 5 SiLU layers of 128, linear output (all 60 PCA components: no truncation),
@@ -78,7 +73,7 @@ def design_split(n_design: int, n_paths: int, source_n: int | None = None) -> di
     """Train/val arrays of the first ``n_design`` design points of the dataset of ``source_n`` points (priced
     here if missing; the shards already priced are enough when they cover ``n_design``)."""
     cfg = GenerationConfig(n_samples=source_n or n_design, seed=SEED, mc={"n_paths": n_paths})
-    out = default_out_dir(cfg)
+    out = dataset_dir(cfg)
     need = -(-n_design // cfg.shard_size)
     if not all((out / "shards" / f"shard_{s:05d}.npz").exists() for s in range(need)):
         generate_dataset(cfg, out)
@@ -96,11 +91,12 @@ def train(data: dict, recipe: dict, seed: int = SEED):
     """Train ``recipe`` on ``data``; the surrogate carries its training facts in ``config`` and ``metrics``."""
     from sklearn.preprocessing import MinMaxScaler
 
-    from qrh_lib.training import TrainConfig, train_surrogate
+    from qrh_lib.surrogate.config import TrainConfig
+    from qrh_lib.surrogate.training import train_surrogate
 
     gen = data["config"]
     x_scaler = MinMaxScaler(feature_range=(-1, 1)).fit(data["train_X"])
-    cfg = TrainConfig.from_dict({**recipe, "seed": seed})
+    cfg = TrainConfig.from_flat({**recipe, "seed": seed})
     sur, hist = train_surrogate(data["train_X"], data["train_y"], data["val_X"], data["val_y"], x_scaler,
                                 gen.get_grid(), gen.get_box(), config=cfg, train_iv_se=data["train_iv_se"],
                                 val_iv_se=data["val_iv_se"], domain=gen.get_domain())
@@ -126,7 +122,7 @@ def judge(sur, truth: dict) -> tuple[dict, np.ndarray]:
 
 def trained(data: dict, recipe: dict, key: str, seed: int = SEED):
     """The surrogate of a run, from ``runs/learning_curve/<key>`` when it was trained before."""
-    from qrh_lib.config import RUNS_DIR
+    from qrh_lib.paths import RUNS_DIR
     from qrh_lib.surrogate import QRHSurrogate
 
     path = RUNS_DIR / "learning_curve" / key
@@ -138,8 +134,8 @@ def trained(data: dict, recipe: dict, key: str, seed: int = SEED):
 
 
 def wait_for_truth() -> dict:
-    """The truth set; while it is being priced (``python -m qrh_lib.truth``), wait for it."""
-    from qrh_lib.truth import TRUTH_DIR, TRUTH_FILE
+    """The truth set; while it is being priced (``python -m qrh_lib.pricer.truth``), wait for it."""
+    from qrh_lib.pricer.truth import TRUTH_DIR, TRUTH_FILE
 
     while not (TRUTH_DIR / TRUTH_FILE).exists():
         time.sleep(30)
@@ -167,7 +163,7 @@ class Results:
         self.save()
 
     def save(self):
-        from qrh_lib.data import save_json
+        from qrh_lib.artifacts import save_json
 
         self.doc["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         save_json(self.path, self.doc)
@@ -176,7 +172,7 @@ class Results:
 def run_ablation(n_design: int, n_paths: int, source_n: int):
     data = design_split(n_design, n_paths, source_n)
     res = Results("ablation", {"n_design": n_design, "n_paths": n_paths, "seed": SEED, "plain": PLAIN,
-                               "seed_recipe": SEED_RECIPE, "judged_on": "truth set (qrh_lib.truth)"})
+                               "seed_recipe": SEED_RECIPE, "judged_on": "truth set (qrh_lib.pricer.truth)"})
     todo = {}
     for name, change in ABLATION.items():
         recipe = SEED_RECIPE if change == "seed" else {**PLAIN, **change}
@@ -202,7 +198,7 @@ def run_curve(recipe: dict, sizes, budget, source_n: int, main_paths: int):
     truth = wait_for_truth()
     res = Results("learning_curve", {"recipe": recipe, "seed": SEED, "sizes": list(sizes),
                                      "budget_points": [list(b) for b in budget],
-                                     "judged_on": "truth set (qrh_lib.truth)"})
+                                     "judged_on": "truth set (qrh_lib.pricer.truth)"})
     todo = [(n, main_paths, source_n, "size") for n in sizes] + [(n, p, n, "budget") for n, p in budget]
     for n, p, src, kind in todo:
         key = _key(recipe, n, p)
@@ -268,9 +264,9 @@ def main(argv=None) -> int:
     p.add_argument("--paths", type=int, default=1024, help="paths per label of the main dataset")
     p.add_argument("--members", type=int, default=5)
     a = p.parse_args(argv)
-    from qrh_lib.training import TrainConfig
+    from qrh_lib.surrogate.config import TrainConfig
 
-    final = {k: v for k, v in TrainConfig().to_dict().items() if k not in ("seed",)}
+    final = {k: v for k, v in TrainConfig().to_flat().items() if k not in ("seed",)}
     if a.what == "ablation":
         run_ablation(a.n_design, a.paths, a.source_n)
     elif a.what == "curve":

@@ -20,21 +20,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+from scipy.stats import norm, qmc
 
-import numpy as np  # noqa: E402
-from scipy.stats import norm, qmc  # noqa: E402
-
-from qrh_lib.data import _atomic_write, versions  # noqa: E402
-from qrh_lib.domain import Domain  # noqa: E402
-from qrh_lib.grid import default_grid  # noqa: E402
-from qrh_lib.mc import MCConfig, QRHEngine  # noqa: E402
-from qrh_lib.params import RZ_BOX  # noqa: E402
-from qrh_lib.pricing import surface_from_paths  # noqa: E402
+from qrh_lib.artifacts import save_json, versions
+from qrh_lib.domain import Domain
+from qrh_lib.grid import default_grid
+from qrh_lib.params import RZ_BOX
+from qrh_lib.pricer.mc import MCConfig, QRHEngine
+from qrh_lib.pricer.pricing import surface_from_paths
 
 OUT = Path(__file__).resolve().parent / "results" / "rqmc.json"
 N_PATHS = 1024
@@ -124,7 +121,7 @@ def main(argv=None):
                                                      "p10": float(np.nanpercentile(ratio, 10)),
                                                      "p90": float(np.nanpercentile(ratio, 90))}
     print(json.dumps({k: v for k, v in result.items() if k.startswith("variance") or k.startswith("median")}))
-    _atomic_write(a.out, lambda f: f.write(json.dumps(result, indent=2).encode()))
+    save_json(a.out, result)
     print(f"wrote {a.out}")
 
 

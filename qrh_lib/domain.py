@@ -2,7 +2,7 @@ r"""The product's domain: the stable part of an input box, with a margin below t
 
 A state is *stable* when the feedback of past returns on volatility does not outrun the mean reversion: the
 factors' second moments settle, which holds if and only if :math:`a < a^*(\lambda, \eta)`
-(:func:`qrh_lib.moments.critical_feedback`). The surrogate's domain keeps a margin below that line,
+(:func:`qrh_lib.pricer.moments.critical_feedback`). The surrogate's domain keeps a margin below that line,
 
 .. math::
 
@@ -16,7 +16,7 @@ paths) diverge before the second ones do, so near the line labels are noisy and 
 :math:`(Z - b)^2`. (2) The convergence study (``benchmarks/convergence.py``) finds the time-discretisation bias
 of states at :math:`0.9\,a^*` with extreme :math:`z_0` already at the tolerance, against none at :math:`0.5\,a^*`.
 (3) The published SPX/VIX fits sit inside: Rosenbaum & Zhang's 19 May 2017 state at 0.80, their 10 Sep 2019
-state at 0.63 (measured by :func:`qrh_lib.moments.feedback_ratio`).
+state at 0.63 (measured by :func:`qrh_lib.pricer.moments.feedback_ratio`).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class Domain:
     def feedback_ratio(self, X) -> np.ndarray:
         """``a / a*`` of each row; rows within the table's accuracy of the margin are solved exactly, so the
         domain's boundary is the exact one."""
-        from .moments import RATIO_TABLE_TOL, feedback_ratio
+        from .pricer.moments import RATIO_TABLE_TOL, feedback_ratio
 
         X = np.atleast_2d(np.asarray(X, np.float64))
         r = feedback_ratio(X)

@@ -103,3 +103,14 @@ def strict_from_dict(cls, d: dict, noun: str = "keys"):
     if unknown:
         raise ValueError(f"unknown {cls.__name__} {noun} {sorted(unknown)}; allowed: {allowed}")
     return cls(**d)
+
+
+def config_from_overrides(cls, overrides: dict | None, **fixed):
+    """Build the config ``cls`` from its defaults, a dict of ``overrides`` (unknown keys rejected) and the settings
+    ``fixed`` by the caller (e.g. the notebook's ``seed``), which the overrides may not repeat: one place each."""
+    overrides = dict(overrides or {})
+    clash = sorted(set(overrides) & set(fixed))
+    if clash:
+        raise ValueError(f"{cls.__name__} overrides {clash} are set elsewhere (e.g. the notebook's own parameters, "
+                         f"the seed); remove them from the overrides")
+    return strict_from_dict(cls, overrides | fixed)

@@ -1,7 +1,7 @@
 """Progress of long steps, from library code in a notebook kernel to the terminal of the pipeline.
 
 A notebook run by papermill shows its ``tqdm`` bars in the kernel, out of sight of whoever started
-``python -m qrh_lib.pipeline run``. The two ends meet in a small JSON file::
+``python -m qrh_lib.workflow.pipeline run``. The two ends meet in a small JSON file::
 
     {"task": "pricing data_...", "done": 1200, "total": 4096, "unit": "surface", "time": 1767225600.0}
 
@@ -20,6 +20,8 @@ import os
 import threading
 import time
 from pathlib import Path
+
+from .artifacts import atomic_write
 
 #: The environment variable naming the progress file.
 ENV = "QRH_PROGRESS_FILE"
@@ -43,10 +45,8 @@ def report(task: str, done: int, total: int, unit: str = "it", force: bool = Fal
         return
     _last.update(task=task, time=now)
     doc = {"task": task, "done": int(done), "total": int(total), "unit": unit, "time": time.time()}
-    tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        Path(tmp).write_text(json.dumps(doc))
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: f.write(json.dumps(doc).encode()), fsync=False)
     except OSError:
         pass
 

@@ -11,13 +11,11 @@ exactly as on real data.
 
 from __future__ import annotations
 
-import json
-import pickle
 from pathlib import Path
 
 import numpy as np
-from sklearn.preprocessing import MinMaxScaler
 
+from .data import write_dataset
 from .grid import Grid, default_grid
 from .params import N_FACTORS, RZ_BOX, InputBox
 
@@ -81,20 +79,10 @@ def write_synthetic_dataset(
 ) -> Path:
     """Write a synthetic dataset folder in the project's raw-data layout; returns the folder."""
     grid = default_grid() if grid is None else grid
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     d = make_synthetic_dataset(n_train + n_val + n_test, seed=seed, grid=grid, box=box)
-    parts = {"train": slice(0, n_train), "val": slice(n_train, n_train + n_val), "test": slice(n_train + n_val, None)}
-    for name in ("train", "val"):
-        np.save(path / f"{name}_X.npy", d["X"][parts[name]])
-        np.save(path / f"{name}_y.npy", d["y"][parts[name]])
-        np.save(path / f"{name}_iv_se.npy", d["iv_se"][parts[name]])
-    t = parts["test"]
-    np.savez(path / f"test_{size}.npz", X=d["X"][t], y=d["y"][t], iv_se=d["iv_se"][t])
-    for name, arr in (("x_scaler", d["X"][parts["train"]]), ("y_scaler", d["y"][parts["train"]])):
-        rng = (-1, 1) if name == "x_scaler" else (0, 1)
-        with open(path / f"{name}.pkl", "wb") as f:
-            pickle.dump(MinMaxScaler(feature_range=rng).fit(arr), f)
+    n = n_train + n_val + n_test
+    parts = {"train": np.arange(n_train), "val": np.arange(n_train, n_train + n_val),
+             "test": np.arange(n_train + n_val, n)}
     manifest = {
         "grid": grid.to_dict(),
         "box": box.to_dict(),
@@ -102,5 +90,4 @@ def write_synthetic_dataset(
         "size": size,
         "generator": "qrh_lib.synthetic (not QRH)",
     }
-    (path / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return path
+    return write_dataset(path, {k: d[k] for k in ("X", "y", "iv_se")}, parts, size, grid, manifest, preview=False)

@@ -1,8 +1,6 @@
 """Shared test set-up: quiet TensorFlow, and a small synthetic dataset and surrogate (session-scoped)."""
 
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported anywhere
 
 import pytest  # noqa: E402
 
@@ -20,7 +18,9 @@ def synthetic_dataset_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_surrogate(synthetic_dataset_dir):
     """A small surrogate trained for a few epochs on the synthetic dataset (seconds on 2 cores)."""
-    from qrh_lib.training import TrainConfig, train_from_folder
+    from qrh_lib.surrogate.config import TrainConfig
+    from qrh_lib.surrogate.training import train_from_folder
 
-    cfg = TrainConfig(n_components=8, width=32, n_blocks=2, epochs=15, batch_size=64, learning_rate=3e-3, seed=1)
+    cfg = TrainConfig.from_flat(dict(n_components=8, width=32, n_blocks=2, epochs=15, batch_size=64, learning_rate=3e-3,
+                                     seed=1))
     return train_from_folder(synthetic_dataset_dir, cfg)[0]

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from qrh_lib.domain import STABILITY_MARGIN, Domain
-from qrh_lib.moments import critical_feedback, feedback_ratio, second_moment_growth
 from qrh_lib.params import RZ_BOX
+from qrh_lib.pricer.moments import critical_feedback, feedback_ratio, second_moment_growth
 
 
 def _state(lam, eta, a):

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from qrh_lib import pipeline, progress
+from qrh_lib import progress
+from qrh_lib.workflow import pipeline, stamps
 
 
 @pytest.fixture
@@ -129,7 +130,7 @@ def test_keras_callback_reports_epochs(progress_file):
 
 def test_a_kernels_progress_reaches_the_terminal_and_its_stderr_the_log(tmp_path, capfd):
     """A child process stands in for the kernel: it inherits the environment and file descriptor 2."""
-    (tmp_path / pipeline.STAMPS).mkdir()
+    (tmp_path / stamps.STAMPS).mkdir()
     code = (
         "import sys; from qrh_lib import progress; print('kernel noise', file=sys.stderr)\n"
         "for i in range(5): progress.report('pricing', i, 4, 'surface')"
@@ -138,5 +139,5 @@ def test_a_kernels_progress_reaches_the_terminal_and_its_stderr_the_log(tmp_path
         subprocess.run([sys.executable, "-c", code], check=True)
     terminal = capfd.readouterr().err
     assert "pricing" in terminal and "4/4" in terminal and "kernel noise" not in terminal
-    log = (tmp_path / pipeline.STAMPS / "nb.kernel.log").read_text()
+    log = (tmp_path / stamps.STAMPS / "nb.kernel.log").read_text()
     assert "kernel noise" in log and "pricing" not in log
