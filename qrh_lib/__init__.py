@@ -26,3 +26,17 @@ import os
 # TensorFlow's C++ log level, set once here, before any module of the library imports TensorFlow: without it
 # every process (kernels, tests, benchmarks) prints oneDNN and CUDA notices. A value set by the user is kept.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def lazy_exports(package: str, names: dict[str, str]):
+    """A module ``__getattr__`` (PEP 562) for a subpackage: each public name is imported from its module on first
+    use. The subpackages list their public names this way, so that importing one light module of a subpackage
+    (its config, say) does not import TensorFlow, and ``python -m`` of a module does not import it twice."""
+    import importlib
+
+    def __getattr__(name):
+        if name in names:
+            return getattr(importlib.import_module(f"{package}.{names[name]}"), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__

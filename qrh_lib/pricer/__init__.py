@@ -7,11 +7,22 @@ second moments of the factors), :mod:`.mc` (the engine), :mod:`.mc_numpy` (its N
 :mod:`.published` (published parameter sets). It imports the top level of :mod:`qrh_lib` only.
 """
 
-from .generate import GenerationConfig, dataset_dir, generate_dataset
-from .mc import SCHEME, MCConfig, QRHEngine
-from .pricing import SurfaceResult, mc_iv_surface, price_surfaces, price_with_engine, time_per_surface
-from .truth import load_truth_set
+from .. import lazy_exports
 
-__all__ = ["SCHEME", "GenerationConfig", "MCConfig", "QRHEngine", "SurfaceResult", "dataset_dir",
-           "generate_dataset", "load_truth_set", "mc_iv_surface", "price_surfaces", "price_with_engine",
-           "time_per_surface"]
+#: Public name -> the module that defines it (imported on first use).
+_PUBLIC = {
+    "SCHEME": "config",
+    "GenerationConfig": "config",
+    "MCConfig": "config",
+    "QRHEngine": "mc",
+    "SurfaceResult": "pricing",
+    "dataset_dir": "generate",
+    "generate_dataset": "generate",
+    "load_truth_set": "truth",
+    "mc_iv_surface": "pricing",
+    "price_surfaces": "pricing",
+    "price_with_engine": "pricing",
+    "time_per_surface": "pricing",
+}
+__all__ = sorted(_PUBLIC)
+__getattr__ = lazy_exports(__name__, _PUBLIC)

@@ -13,86 +13,22 @@ Run it from the command line: ``python -m qrh_lib.pricer.generate --n-samples 20
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..artifacts import read_json, save_json, save_npz, versions
 from ..data import MAX_MISSING_VOLS, SAMPLERS, sample_inputs, size_label, split_rows, write_dataset
-from ..domain import DOMAINS, STABILITY_MARGIN, Domain
-from ..grid import Grid, default_grid
+from ..domain import DOMAINS
 from ..iv import NAN_REASONS
-from ..params import BOXES, PARAM_NAMES, InputBox, strict_from_dict
+from ..params import BOXES, PARAM_NAMES
 from ..paths import RAW_DATA_DIR
-from .mc import SCHEME, MCConfig, QRHEngine
+from .config import GenerationConfig
+from .mc import QRHEngine
 from .moments import second_moment_growth
 from .pricing import price_with_engine
-
-
-@dataclass(frozen=True)
-class GenerationConfig:
-    """What a dataset is made of; its hash names the work in progress and guards reuse."""
-
-    n_samples: int = 2_000  # surfaces to generate (before rejections)
-    seed: int = 0  # sampling, Monte Carlo and split seed
-    box: str = "rz"  # input box, a key of qrh_lib.params.BOXES
-    sampler: str = "sobol"  # "sobol" (scrambled, low-discrepancy) or "uniform"
-    domain: str = "stable"  # "stable": the product's domain (qrh_lib.domain); "box": the whole box
-    max_feedback_ratio: float = STABILITY_MARGIN  # the stable domain's margin, a <= ratio * a*(lambda, eta)
-    shard_size: int = 128  # surfaces per shard file (the unit of resumable work)
-    mc: dict = field(default_factory=dict)  # MCConfig overrides (empty: accuracy-qualified defaults)
-    grid: dict | None = None  # Grid.to_dict(); None: the default sqrt(T) grid
-
-    def __post_init__(self):
-        if int(self.n_samples) != self.n_samples or self.n_samples < 10:
-            raise ValueError(f"n_samples = {self.n_samples} must be an integer >= 10 (80/10/10 split)")
-        if self.box not in BOXES:
-            raise ValueError(f"box = {self.box!r} is unknown; allowed: {sorted(BOXES)}")
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"sampler = {self.sampler!r} is unknown; allowed: {SAMPLERS}")
-        if self.domain not in DOMAINS:
-            raise ValueError(f"domain = {self.domain!r} is unknown; allowed: {DOMAINS}")
-        self.get_domain()  # validates the margin
-        if self.shard_size < 1:
-            raise ValueError(f"shard_size = {self.shard_size} must be >= 1")
-        if not 0 <= self.seed < 2**63:
-            raise ValueError(f"seed = {self.seed} must be in [0, 2**63)")
-        self.mc_config()  # validates the overrides (unknown keys, ranges)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> GenerationConfig:
-        return strict_from_dict(cls, d, "option(s)")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def mc_config(self) -> MCConfig:
-        return MCConfig.from_dict(self.mc)
-
-    def get_grid(self) -> Grid:
-        return default_grid() if self.grid is None else Grid.from_dict(self.grid)
-
-    def get_box(self) -> InputBox:
-        return BOXES[self.box]
-
-    def get_domain(self) -> Domain:
-        return Domain.named(self.get_box(), self.domain, self.max_feedback_ratio)
-
-    def key(self) -> str:
-        """Hash of everything that changes the numbers (shard_size does not)."""
-        d = self.to_dict()
-        d.pop("shard_size")
-        if self.domain == "box":
-            d.pop("max_feedback_ratio")  # no margin applies to the whole box
-        d["scheme"] = SCHEME  # a change of the Monte Carlo scheme changes the numbers
-        d["mc"] = self.mc_config().to_dict()
-        d["mc"].pop("batch_size")
-        d["grid"] = self.get_grid().to_dict()
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def dataset_dir(config: GenerationConfig, root: str | Path = RAW_DATA_DIR) -> Path:

@@ -44,82 +44,19 @@ paths; compiled, the loop fuses into a few kernels.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 
-from ..params import check_inputs, strict_from_dict
+from ..params import check_inputs
+from .config import SCHEME, MCConfig  # noqa: F401  (SCHEME: re-exported, the engine's numerics)
 from .kernel import (
-    ALPHA,
-    DEFAULT_SCHEME,
-    N_FACTORS,
-    SCHEMES,
     StepCoefficients,
     geometric_nodes,
     step_coefficients,
 )
 from .moments import iter_expected_variance
-
-#: Identifies the engine's numerics (the factor step itself is MCConfig.scheme); datasets record it in their key,
-#: so it must change whenever the engine's numbers change.
-SCHEME = "factors-by-MCConfig.scheme/log-euler-spot/2-normals/xla-loop/hedge-stops-at-expiry"
-
-
-@dataclass(frozen=True)
-class MCConfig:
-    """Settings of the Monte Carlo engine; the defaults are the accuracy-qualified ones (see the
-    convergence study in ``benchmarks/convergence.py``)."""
-
-    n_paths: int = 24_576  # paths per parameter set (antithetic pairs count twice)
-    steps_per_year: int = 730  # step density after the fine start, steps per year
-    first_step: float = 5e-6  # first time step, years
-    grading: float = 0.005  # in the fine start, step = max(first_step, grading * t)
-    fine_until: float | None = None  # after this time (years) the step grows by late_grading (None: never)
-    late_grading: float = 0.02  # step = max(first_step, late_grading * t) after fine_until
-    scheme: str = DEFAULT_SCHEME  # factor step: "implicit" (Rosenbaum & Zhang) or "etd" (exact linear part)
-    steps_per_hedge: int = 32  # steps between rebalancing dates of the delta-hedge control (0: no hedge)
-    antithetic: bool = True  # antithetic pairs (xi, -xi)
-    q_cap: float = 400.0  # cap on (Z - b)^2 (Rosenbaum & Zhang's footnote); never reached in the RZ box
-    batch_size: int = 8  # parameter sets simulated together
-    dtype: str = "float32"  # simulation precision; statistics are always float64
-    alpha: float = ALPHA  # roughness (fixed for the surrogate)
-    n_factors: int = N_FACTORS  # number of factors
-    x: float | None = None  # geometric ratio of the nodes (None: Rosenbaum & Zhang's x*)
-
-    def __post_init__(self):
-        if self.n_paths < 2 or (self.antithetic and self.n_paths % 2):
-            raise ValueError(f"n_paths = {self.n_paths} must be an even integer >= 2 with antithetic paths")
-        if not 1 <= self.steps_per_year <= 10**6:
-            raise ValueError(f"steps_per_year = {self.steps_per_year} is outside its allowed range [1, 1e6]")
-        if not 0 < self.first_step <= 1.0 / self.steps_per_year:
-            raise ValueError(f"first_step = {self.first_step} must be in (0, 1/steps_per_year]")
-        if not 0 <= self.grading <= 1:
-            raise ValueError(f"grading = {self.grading} is outside its allowed range [0, 1]")
-        if not 0 <= self.late_grading <= 1:
-            raise ValueError(f"late_grading = {self.late_grading} is outside its allowed range [0, 1]")
-        if self.fine_until is not None and not self.fine_until > 0:
-            raise ValueError(f"fine_until = {self.fine_until} must be > 0 years (or None)")
-        if self.scheme not in SCHEMES:
-            raise ValueError(f"scheme = {self.scheme!r} is unknown; allowed: {SCHEMES}")
-        if self.steps_per_hedge < 0:
-            raise ValueError(f"steps_per_hedge = {self.steps_per_hedge} must be >= 0 (0: no hedge control)")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size = {self.batch_size} must be >= 1")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype = {self.dtype!r}; allowed: 'float32', 'float64'")
-        if not self.q_cap > 0:
-            raise ValueError(f"q_cap = {self.q_cap} must be > 0")
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> MCConfig:
-        return strict_from_dict(cls, dict(d or {}), "option(s)")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def replace(self, **kw) -> MCConfig:
-        return MCConfig.from_dict({**self.to_dict(), **kw})
 
 
 def time_grid(maturities, steps_per_year: int, first_step: float = 1e-5, grading: float = 0.05,

@@ -5,9 +5,18 @@ artifact :class:`QRHSurrogate`), :mod:`.evaluation`, :mod:`.calibration`, :mod:`
 level of :mod:`qrh_lib` only, never the pricer: it learns from datasets on disk.
 """
 
-from .calibration import CalibrationResult, calibrate, calibrate_many
-from .predictor import NumpyResMLP, QRHSurrogate
-from .training import TrainConfig, train_from_folder, train_surrogate
+from .. import lazy_exports
 
-__all__ = ["CalibrationResult", "NumpyResMLP", "QRHSurrogate", "TrainConfig", "calibrate", "calibrate_many",
-           "train_from_folder", "train_surrogate"]
+#: Public name -> the module that defines it (imported on first use).
+_PUBLIC = {
+    "CalibrationResult": "calibration",
+    "NumpyResMLP": "predictor",
+    "QRHSurrogate": "predictor",
+    "TrainConfig": "config",
+    "calibrate": "calibration",
+    "calibrate_many": "calibration",
+    "train_from_folder": "training",
+    "train_surrogate": "training",
+}
+__all__ = sorted(_PUBLIC)
+__getattr__ = lazy_exports(__name__, _PUBLIC)

@@ -43,7 +43,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import tensorflow as tf
 from scipy.optimize import least_squares, minimize
 from scipy.stats import qmc
 from threadpoolctl import ThreadpoolController
@@ -208,7 +207,7 @@ class _Objective:
         self.n_eval += 1
         U = u_flat.reshape(-1, N_INPUTS)
         if self.backend == "tf":
-            f, g = self._tf(tf.constant(U, tf.float32))
+            f, g = self._tf(U.astype(np.float32))
             return float(f), np.asarray(g, np.float64).reshape(-1)
         cache = []
         if not self.stable:
@@ -228,6 +227,8 @@ class _Objective:
 
 
 def _tf_value_and_grad(surrogate, A, c, t, w):
+    import tensorflow as tf  # only for backend="tf": the NumPy network is the default
+
     A32, c32, t32, w32 = (tf.constant(v, tf.float32) for v in (A, c, t, w))
     model = surrogate.model
 

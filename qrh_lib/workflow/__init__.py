@@ -8,9 +8,9 @@ The public names below are imported on first use, so that ``python -m qrh_lib.wo
 ``.profiles``) does not import its own module twice.
 """
 
-import importlib
+from .. import lazy_exports
 
-#: Public name -> the module that defines it.
+#: Public name -> the module that defines it (imported on first use).
 _PUBLIC = {
     "build_book": "book",
     "run": "pipeline",
@@ -23,9 +23,4 @@ _PUBLIC = {
     "write_metrics": "runs",
 }
 __all__ = sorted(_PUBLIC)
-
-
-def __getattr__(name):
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _PUBLIC)

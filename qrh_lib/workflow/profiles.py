@@ -75,7 +75,7 @@ def config_parameters() -> dict:
     (unknown keys and bad values raise): ``{(notebook, parameter): check}``. Their defaults are empty dicts, so a
     default lives only in its config (tested)."""
     from ..params import config_from_overrides
-    from ..pricer.generate import GenerationConfig
+    from ..pricer.config import GenerationConfig
     from ..surrogate.calibration import calibration_options
     from ..surrogate.config import LossConfig, ModelConfig, PCAConfig, TrainConfig
 
@@ -93,8 +93,7 @@ def config_parameters() -> dict:
 def mirrored_defaults() -> dict:
     """Notebook parameters that are not config overrides but whose default is a library default, and that
     default: ``{(notebook, parameter): value}`` (tested equal to the notebooks' defaults)."""
-    from ..pricer.generate import GenerationConfig
-    from ..pricer.mc import MCConfig
+    from ..pricer.config import GenerationConfig, MCConfig
 
     mirrored = {("01_data_generation", "n_check_paths"): MCConfig().n_paths,
                 ("08_calibration", "repricing_paths"): MCConfig().n_paths}
