@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-run: $(STAMP)  ## main job: notebooks 01..08 with papermill, then the book (book/_build/html/index.html)
+run: $(STAMP)  ## main job: notebooks 01..09 with papermill, then the book (book/_build/html/index.html)
 	$(PY) -m qrh_lib.workflow.pipeline run --profile $(PROFILE)
 
 test: $(STAMP)  ## lint, then every test (library, notebooks chain, book build)

@@ -17,8 +17,8 @@ The model's exact theory, :mod:`qrh_lib.pricer.kernel` (the factor approximation
 (:mod:`qrh_lib.domain`) and the surrogate's checks of it import it too, when called. That is the one link across
 the layers (tested in ``tests/test_layout.py``).
 
-Public entry points keep short paths: ``qrh_lib.pricing.mc_iv_surface``, ``qrh_lib.surrogate.QRHSurrogate`` and
-``qrh_lib.calibration.calibrate``.
+Public entry points keep short paths: ``qrh_lib.pricing.mc_iv_surface``, ``qrh_lib.vix.mc_vix_surface``,
+``qrh_lib.surrogate.QRHSurrogate`` and ``qrh_lib.calibration.calibrate``.
 """
 
 import os

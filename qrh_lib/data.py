@@ -141,23 +141,23 @@ def load_dataset(path: str | Path) -> dict:
     """Read a finished ``data_<size>/`` folder into a dict.
 
     Keys: ``train_X``, ``train_y``, ``train_iv_se``, the same for ``val`` and ``test`` (plus the ``*_index`` of
-    each row in the generated sample and its ``*_growth`` rate), ``x_scaler``, ``y_scaler``, ``manifest``,
-    ``grid`` (Grid), ``box`` (InputBox), ``domain`` (Domain: the box, or its stable part) and ``path``.
+    each row in the generated sample and its ``*_growth`` rate, and with VIX labels ``*_vix_y``, ``*_vix_iv_se``,
+    ``*_vix_future``, ``*_vix_future_se``), ``x_scaler``, ``y_scaler``, ``manifest``, ``grid`` (Grid), ``box``
+    (InputBox), ``domain`` (Domain: the box, or its stable part), ``vix_grid`` (Grid, or None) and ``path``.
     """
     path = Path(path)
     manifest_path = path / "manifest.json"
     if not manifest_path.exists():
         raise FileNotFoundError(f"{path} is not a finished dataset (no manifest.json)")
     manifest = read_json(manifest_path)
-    out = {"manifest": manifest, "grid": Grid.from_dict(manifest["grid"]), "path": path}
+    out = {"manifest": manifest, "grid": Grid.from_dict(manifest["grid"]), "path": path,
+           "vix_grid": Grid.from_dict(manifest["vix"]["grid"]) if "vix" in manifest else None}
     b = manifest["box"]
     out["box"] = InputBox(b["name"], tuple(b["lower"]), tuple(b["upper"]))
     out["domain"] = Domain.from_dict(manifest["domain"]) if "domain" in manifest else Domain(out["box"], None)
     for split in ("train", "val"):
-        for key in ("X", "y", "iv_se", "index", "growth"):
-            f = path / f"{split}_{key}.npy"
-            if f.exists():
-                out[f"{split}_{key}"] = np.load(f)
+        for f in sorted(path.glob(f"{split}_*.npy")):
+            out[f.stem] = np.load(f)
     tests = sorted(path.glob("test_*.npz"))
     if len(tests) != 1:
         raise FileNotFoundError(f"{path} must hold exactly one test_<size>.npz, found {len(tests)}")

@@ -77,6 +77,16 @@ class Grid:
         """True where the out-of-the-money option is a call (k >= 0), shape (n_K, n_T)."""
         return self.log_moneyness >= 0.0
 
+    def maturity_index(self, maturities) -> np.ndarray:
+        """Where each of ``maturities`` lies among this grid's maturities; each must be one of them."""
+        idx = []
+        for t in np.atleast_1d(np.asarray(maturities, np.float64)):
+            hit = np.flatnonzero(np.abs(self.maturities - t) <= 1e-12 * max(1.0, t))
+            if hit.size != 1:
+                raise ValueError(f"maturity {t:.6g} years is not one of the grid's {self.maturities.round(6).tolist()}")
+            idx.append(int(hit[0]))
+        return np.asarray(idx, dtype=np.int64)
+
     def to_dict(self) -> dict:
         return {"maturities": self.maturities.tolist(), "log_moneyness": self.log_moneyness.tolist()}
 
@@ -105,6 +115,55 @@ def sqrt_t_grid(maturity_days=DEFAULT_MATURITY_DAYS, m=DEFAULT_M) -> Grid:
     return Grid(T, np.outer(m, np.sqrt(T)))
 
 
+#: Rosenbaum & Zhang's SPX grid: 15 log-strikes in [-0.15, 0.05] at T = 0.03, 0.05, 0.07, 0.09 years.
+RZ_LOG_STRIKES = tuple(np.round(np.linspace(-0.15, 0.05, 15), 6))
+RZ_MATURITIES = (0.03, 0.05, 0.07, 0.09)
+
+
+def rz_grid() -> Grid:
+    """Rosenbaum & Zhang's SPX grid (fixed log-strikes, short maturities), for comparison with their errors."""
+    k = np.asarray(RZ_LOG_STRIKES)
+    return Grid(np.asarray(RZ_MATURITIES), np.repeat(k[:, None], len(RZ_MATURITIES), axis=1))
+
+
 def default_grid() -> Grid:
     """The project's grid: 10 strikes x 6 maturities (30..365 days), :math:`k = m\\sqrt{T}`."""
     return sqrt_t_grid()
+
+
+# --------------------------------------------------------------------------- VIX options (qrh_lib.pricer.vix)
+#: Expiries of the default VIX grid: the SPX grid's up to 180 days (listed VIX options reach about six months), so
+#: the VIX comes from the SPX surface's own simulation without changing its time grid.
+DEFAULT_VIX_MATURITY_DAYS = (30, 60, 90, 180)
+#: Log-strikes of the default VIX grid per square-root year, k = m sqrt(T) relative to the VIX future: the VIX
+#: smile widens with maturity like the SPX's. At Rosenbaum & Zhang's maturities (0.03-0.09 years) the span covers
+#: their 15 log-strikes in [-0.1, 0.21]; 15 x 4 = 60 points, as the SPX grid.
+DEFAULT_VIX_M = (-0.4, -0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+#: Rosenbaum & Zhang's VIX grid: 15 log-strikes in [-0.1, 0.21] at T = 0.03, 0.05, 0.07, 0.09 years.
+RZ_VIX_LOG_STRIKES = tuple(np.round(np.linspace(-0.1, 0.21, 15), 6))
+
+
+def vix_grid(maturity_days=DEFAULT_VIX_MATURITY_DAYS, m=DEFAULT_VIX_M) -> Grid:
+    """The default VIX grid: strikes :math:`k = m\\sqrt T` relative to the VIX future (15 x 4)."""
+    return sqrt_t_grid(maturity_days, m)
+
+
+def rz_vix_grid() -> Grid:
+    """Rosenbaum & Zhang's VIX grid: fixed log-strikes (relative to the future) at their four maturities."""
+    k = np.asarray(RZ_VIX_LOG_STRIKES)
+    return Grid(np.asarray(RZ_MATURITIES), np.repeat(k[:, None], len(RZ_MATURITIES), axis=1))
+
+
+#: Grids by name, for configs and profiles: ``GenerationConfig(grid="rz", vix_grid="default")``.
+SPX_GRIDS = {"default": default_grid, "rz": rz_grid}
+VIX_GRIDS = {"default": vix_grid, "rz": rz_vix_grid}
+
+
+def grid_from(spec, named: dict) -> Grid:
+    """A grid from a name in ``named`` or from :meth:`Grid.to_dict`'s dict."""
+    if isinstance(spec, str):
+        if spec not in named:
+            raise ValueError(f"grid {spec!r} is unknown; named grids: {sorted(named)} (or a dict of maturities and "
+                             "log_moneyness)")
+        return named[spec]()
+    return Grid.from_dict(dict(spec))

@@ -1,8 +1,6 @@
-"""Shared test set-up: quiet TensorFlow, and a small synthetic dataset and surrogate (session-scoped)."""
+"""Shared test set-up: a small synthetic dataset and surrogate (session-scoped)."""
 
-
-
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(scope="session")

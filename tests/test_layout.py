@@ -11,7 +11,7 @@ from qrh_lib.paths import LIBRARY_DIR
 
 SUBPACKAGES = ("pricer", "surrogate", "workflow")
 #: Modules at the top that only re-export a subpackage's public entry points under their short path.
-PUBLIC_PATHS = {"pricing": "pricer", "calibration": "surrogate"}
+PUBLIC_PATHS = {"pricing": "pricer", "calibration": "surrogate", "vix": "pricer"}
 
 
 def layer(module: str) -> str:
@@ -62,13 +62,15 @@ def test_public_names_keep_their_short_paths():
     import qrh_lib.grid
     import qrh_lib.pricing
     import qrh_lib.surrogate
-    from qrh_lib.pricer import pricing
+    import qrh_lib.vix
+    from qrh_lib.pricer import pricing, vix
     from qrh_lib.surrogate import calibration, predictor
 
     assert qrh_lib.grid.default_grid().size == 60 and isinstance(qrh_lib.grid.default_grid(), qrh_lib.grid.Grid)
     assert qrh_lib.pricing.mc_iv_surface is pricing.mc_iv_surface
     assert qrh_lib.surrogate.QRHSurrogate is predictor.QRHSurrogate
     assert qrh_lib.calibration.calibrate is calibration.calibrate
+    assert qrh_lib.vix.mc_vix_surface is vix.mc_vix_surface
 
 
 @pytest.mark.parametrize("package", SUBPACKAGES)

@@ -4,7 +4,8 @@ Modules: :mod:`.kernel` (the factor approximation of the fractional kernel), :mo
 second moments of the factors), :mod:`.mc` (the engine), :mod:`.mc_numpy` (its NumPy reference),
 :mod:`.pricing` (estimators and implied-vol surfaces), :mod:`.checks` (the model's exact limits),
 :mod:`.convergence` (time-step bias), :mod:`.generate` (datasets), :mod:`.truth` (the truth set),
-:mod:`.published` (published parameter sets). It imports the top level of :mod:`qrh_lib` only.
+:mod:`.published` (published parameter sets), :mod:`.vix` (VIX futures and options from the same paths).
+It imports the top level of :mod:`qrh_lib` only.
 """
 
 from .. import lazy_exports
@@ -23,6 +24,10 @@ _PUBLIC = {
     "price_surfaces": "pricing",
     "price_with_engine": "pricing",
     "time_per_surface": "pricing",
+    "VixResult": "vix",
+    "mc_vix_surface": "vix",
+    "price_spx_vix": "vix",
+    "vix_grid": "vix",
 }
 __all__ = sorted(_PUBLIC)
 __getattr__ = lazy_exports(__name__, _PUBLIC)

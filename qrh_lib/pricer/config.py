@@ -9,13 +9,17 @@ from dataclasses import asdict, dataclass, field
 
 from ..data import SAMPLERS
 from ..domain import DOMAINS, STABILITY_MARGIN, Domain
-from ..grid import Grid, default_grid
+from ..grid import SPX_GRIDS, VIX_GRIDS, Grid, default_grid, grid_from
 from ..params import BOXES, N_FACTORS, InputBox, strict_from_dict
 from .kernel import ALPHA, DEFAULT_SCHEME, SCHEMES
 
 #: Identifies the engine's numerics (the factor step itself is MCConfig.scheme); datasets record it in their key,
 #: so it must change whenever the engine's numbers change.
 SCHEME = "factors-by-MCConfig.scheme/log-euler-spot/2-normals/xla-loop/hedge-stops-at-expiry"
+
+
+#: Identifies how VIX labels are computed from the paths (qrh_lib.pricer.vix); part of the key of datasets with them.
+VIX_SCHEME = "quadratic-form-of-the-factors/30-day-window/cv-vix-squared/strikes-on-the-estimated-future"
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,8 @@ class GenerationConfig:
     max_feedback_ratio: float = STABILITY_MARGIN  # the stable domain's margin, a <= ratio * a*(lambda, eta)
     shard_size: int = 128  # surfaces per shard file (the unit of resumable work)
     mc: dict = field(default_factory=dict)  # MCConfig overrides (empty: accuracy-qualified defaults)
-    grid: dict | None = None  # Grid.to_dict(); None: the default sqrt(T) grid
+    grid: dict | str | None = None  # a name of qrh_lib.grid.SPX_GRIDS or Grid.to_dict(); None: the default grid
+    vix_grid: dict | str | None = None  # VIX options: a name of qrh_lib.grid.VIX_GRIDS or a dict; None: no VIX
 
     def __post_init__(self):
         if int(self.n_samples) != self.n_samples or self.n_samples < 10:
@@ -103,6 +108,9 @@ class GenerationConfig:
         if not 0 <= self.seed < 2**63:
             raise ValueError(f"seed = {self.seed} must be in [0, 2**63)")
         self.mc_config()  # validates the overrides (unknown keys, ranges)
+        grid = self.get_grid()  # validates a name or a dict
+        if self.vix_grid is not None:
+            grid.maturity_index(self.get_vix_grid().maturities)  # the VIX expiries must be among the SPX grid's
 
     @classmethod
     def from_dict(cls, d: dict) -> GenerationConfig:
@@ -115,7 +123,10 @@ class GenerationConfig:
         return MCConfig.from_dict(self.mc)
 
     def get_grid(self) -> Grid:
-        return default_grid() if self.grid is None else Grid.from_dict(self.grid)
+        return default_grid() if self.grid is None else grid_from(self.grid, SPX_GRIDS)
+
+    def get_vix_grid(self) -> Grid | None:
+        return None if self.vix_grid is None else grid_from(self.vix_grid, VIX_GRIDS)
 
     def get_box(self) -> InputBox:
         return BOXES[self.box]
@@ -133,4 +144,9 @@ class GenerationConfig:
         d["mc"] = self.mc_config().to_dict()
         d["mc"].pop("batch_size")
         d["grid"] = self.get_grid().to_dict()
+        if self.vix_grid is None:
+            d.pop("vix_grid")  # datasets without VIX labels keep the keys they had
+        else:
+            d["vix_grid"] = self.get_vix_grid().to_dict()
+            d["vix_scheme"] = VIX_SCHEME
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

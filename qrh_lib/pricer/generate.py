@@ -29,6 +29,7 @@ from .config import GenerationConfig
 from .mc import QRHEngine
 from .moments import second_moment_growth
 from .pricing import price_with_engine
+from .vix import VixResult, price_spx_vix_with_engine
 
 
 def dataset_dir(config: GenerationConfig, root: str | Path = RAW_DATA_DIR) -> Path:
@@ -100,7 +101,7 @@ def price_shards(config: GenerationConfig, out: Path, progress: bool = True, max
     n, ss = config.n_samples, config.shard_size
     n_shards = -(-n // ss)
     todo = [s for s in range(n_shards) if not (shard_dir / f"shard_{s:05d}.npz").exists()]
-    grid = config.get_grid()
+    grid, vix = config.get_grid(), config.get_vix_grid()
     engine = QRHEngine(grid, engine_config(config))
     bar = None
     if progress:
@@ -117,12 +118,17 @@ def price_shards(config: GenerationConfig, out: Path, progress: bool = True, max
             X = sample_inputs(hi - lo, config.get_box(), config.sampler, config.seed, start=lo,
                               domain=config.domain, max_feedback_ratio=config.max_feedback_ratio)
             t0 = time.perf_counter()
-            res = price_with_engine(engine, X, seed=config.seed, index=np.arange(lo, hi),
-                                    progress=bar.update if bar is not None else None)
+            step = bar.update if bar is not None else None
+            if vix is None:
+                res, extra = price_with_engine(engine, X, seed=config.seed, index=np.arange(lo, hi), progress=step), {}
+            else:
+                res, vx = price_spx_vix_with_engine(engine, X, vix, seed=config.seed, index=np.arange(lo, hi),
+                                                    progress=step)
+                extra = {f"vix_{f}": getattr(vx, f) for f in VixResult.__dataclass_fields__}
             secs = time.perf_counter() - t0
 
             save_npz(shard_dir / f"shard_{s:05d}.npz", X=X, iv=res.iv, iv_se=res.iv_se, price=res.price,
-                     price_se=res.price_se, reason=res.reason, seconds=secs)
+                     price_se=res.price_se, reason=res.reason, seconds=secs, **extra)
             written += 1
     finally:
         if bar is not None:
@@ -131,9 +137,10 @@ def price_shards(config: GenerationConfig, out: Path, progress: bool = True, max
 
 
 def load_shards(out: Path, n_shards: int) -> dict:
-    """The priced shards of ``out`` concatenated: X, iv, iv_se, price, price_se, reason; and total seconds."""
+    """The priced shards of ``out`` concatenated: X, iv, iv_se, price, price_se, reason (and ``vix_*``, the VIX
+    labels of :class:`qrh_lib.pricer.vix.VixResult`, when priced); and the total seconds."""
     shards = [np.load(Path(out) / "shards" / f"shard_{s:05d}.npz") for s in range(n_shards)]
-    d = {k: np.concatenate([s[k] for s in shards]) for k in ("X", "iv", "iv_se", "price", "price_se", "reason")}
+    d = {k: np.concatenate([s[k] for s in shards]) for k in shards[0].files if k != "seconds"}
     d["seconds"] = float(sum(float(s["seconds"]) for s in shards))
     return d
 
@@ -171,6 +178,15 @@ def _finalise(config: GenerationConfig, out: Path, n_shards: int) -> None:
         "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     arrays = {"X": X, "y": iv, "iv_se": se, "index": np.arange(len(X)), "growth": growth}
+    if "vix_iv" in d:
+        arrays.update(vix_y=d["vix_iv"], vix_iv_se=d["vix_iv_se"], vix_future=d["vix_future"],
+                      vix_future_se=d["vix_future_se"])
+        vse = d["vix_iv_se"][good]
+        # missing VIX vols never reject a surface: a VIX put struck below the VIX's floor sqrt(c) is worthless and has
+        # no implied vol, a fact of the model rather than noise; they stay NaN, masked by the loss and the metrics
+        manifest["vix"] = {"grid": config.get_vix_grid().to_dict(),
+                           "iv_se": {"median": float(np.nanmedian(vse)), "p95": float(np.nanpercentile(vse, 95))},
+                           "missing_vols": int(np.sum(~np.isfinite(d["vix_iv"][good])))}
     write_dataset(out, arrays, parts, size_label(config.n_samples), grid, manifest)
 
 
@@ -187,13 +203,14 @@ def main(argv=None) -> int:
     p.add_argument("--steps-per-year", type=int, default=None, help="time steps per year after the fine start")
     p.add_argument("--batch-size", type=int, default=None, help="parameter sets simulated together")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: data/raw/data_<size>_<config key>)")
+    p.add_argument("--vix", action="store_true", help="VIX labels too, on the default VIX grid (same paths)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     mc = {k: v for k, v in {"n_paths": a.n_paths, "steps_per_year": a.steps_per_year,
                             "batch_size": a.batch_size}.items() if v is not None}
     try:
         cfg = GenerationConfig(n_samples=a.n_samples, seed=a.seed, box=a.box, sampler=a.sampler, domain=a.domain,
-                               shard_size=a.shard_size, mc=mc)
+                               shard_size=a.shard_size, mc=mc, vix_grid="default" if a.vix else None)
     except ValueError as e:
         p.error(str(e))
     out = generate_dataset(cfg, a.out, progress=not a.no_progress)

@@ -212,6 +212,7 @@ class PathStats:
     variance_mean: np.ndarray | None = None  # (n_T, B) path mean of V at each maturity
     log_ref: np.ndarray | None = None  # (n_T, B, P) log-spot of the Black-Scholes control model, same paths
     ref_total_var: np.ndarray | None = None  # (n_T, B) its total variance to each maturity (float64)
+    factors: np.ndarray | None = None  # (n_T, n, B, P) the factor state of every path at each maturity, if asked
 
 
 class QRHEngine:
@@ -244,8 +245,11 @@ class QRHEngine:
         return self.h.size
 
     def simulate(self, X, sample_index, seed: int = 0, xi=None, h=None, hedge_flag=None, seg_ends=None,
-                 coefficients: StepCoefficients | None = None):
+                 coefficients: StepCoefficients | None = None, record_factors: bool = False):
         """Simulate the paths of the parameter sets ``X`` (B, 15) whose dataset indices are ``sample_index``.
+
+        ``record_factors`` keeps every path's factor state at each maturity (``PathStats.factors``, for the VIX:
+        :mod:`qrh_lib.pricer.vix`); it changes no number.
 
         ``xi`` (N, R, B, D) may be passed to impose the normals (convergence studies); ``h``, ``hedge_flag``,
         ``seg_ends`` and ``coefficients`` (default: :func:`qrh_lib.pricer.kernel.step_coefficients` of ``h``) then
@@ -297,7 +301,7 @@ class QRHEngine:
             sv0 = tf.reshape(tf.sqrt(_variance(z, c, a_, b_, c0_, q_cap)[1]), [B, P])
             hedge, dlt, s_last = tf.zeros([B, n_opt, P], dt), _bs_delta(tf.zeros([B, P], dt), sv0,
                                                                        time_to_expiry(0), log_k), tf.ones([B, P], dt)
-        outs, ref_outs, z_means, v_means = [None] * n_T, [None] * n_T, [None] * n_T, [None] * n_T
+        outs, ref_outs, z_means, v_means, z_outs = ([None] * n_T for _ in range(5))
         seeds = sample_seeds(seed, sample_index)
 
         # the control model: Black-Scholes with the scheme's exact expected variance E[V_k] on the same path.
@@ -344,10 +348,13 @@ class QRHEngine:
                 ref_outs[j] = tf.reshape(ref[:, None, :] * tf.reshape(sign_of(cfg.antithetic, dt), [1, S, 1]), [B, P])
                 z_means[j] = tf.reduce_mean(tf.reshape(z, [n, B, P]), axis=-1)
                 v_means[j] = tf.reduce_mean(tf.reshape(_variance(z, c, a_, b_, c0_, q_cap)[1], [B, P]), axis=-1)
+                if record_factors:
+                    z_outs[j] = tf.reshape(z, [n, B, P])
         prefetch.shutdown()
         # cumsum adds step by step whatever the batch (a plain sum may switch to pairwise order when B = 1)
         ref_total = np.cumsum(ref_var * np.asarray(h)[:, None], axis=0)[np.asarray(seg_ends) - 1]  # (n_T, B)
         return PathStats(tf.stack(outs).numpy().astype(np.float64),
                          hedge.numpy().astype(np.float64) if hedged else None, cfg.antithetic,
                          tf.stack(z_means).numpy().astype(np.float64), tf.stack(v_means).numpy().astype(np.float64),
-                         tf.stack(ref_outs).numpy().astype(np.float64) - 0.5 * ref_total[:, :, None], ref_total)
+                         tf.stack(ref_outs).numpy().astype(np.float64) - 0.5 * ref_total[:, :, None], ref_total,
+                         tf.stack(z_outs).numpy().astype(np.float64) if record_factors else None)

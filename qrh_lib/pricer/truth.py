@@ -41,17 +41,19 @@ TRUTH_DIR = DATA_DIR / "truth"
 TRUTH_FILE = "truth.npz"
 #: What the truth set is made of (the MC batch size does not change the numbers).
 TRUTH_CONFIG = GenerationConfig(n_samples=256, seed=TRUTH_SEED, domain="stable", shard_size=8,
-                                mc={"n_paths": 98_304, "batch_size": 2})
+                                mc={"n_paths": 98_304, "batch_size": 2}, vix_grid="default")
 
 
 def generate_truth_set(out: str | Path = TRUTH_DIR, config: GenerationConfig = TRUTH_CONFIG,
                        progress: bool = True, max_shards: int | None = None) -> Path | None:
-    """Price (or resume, or reuse) the truth set into ``out``: ``truth.npz`` and ``manifest.json``.
+    r"""Price (or resume, or reuse) the truth set into ``out``: ``truth.npz`` and ``manifest.json``.
 
     ``truth.npz`` holds ``X`` (n, 15), ``y`` and ``iv_se`` (n, 60), ``index`` (position in the design),
-    ``growth`` and ``feedback_ratio``. As in the datasets, a surface with more than
-    :data:`qrh_lib.data.MAX_MISSING_VOLS` missing vols is left out (counted in the manifest), the others keep
-    theirs as NaN.
+    ``growth`` and ``feedback_ratio``, and the VIX labels on :func:`qrh_lib.pricer.vix.vix_grid` from the same
+    paths: ``vix_y`` and ``vix_iv_se`` (n, 60), ``vix_future`` and ``vix_future_se`` (n, 4). As in the datasets,
+    a surface with more than :data:`qrh_lib.data.MAX_MISSING_VOLS` missing SPX vols is left out (counted in the
+    manifest), the others keep theirs as NaN; missing VIX vols never leave a state out (below the VIX's floor
+    :math:`\sqrt{c}` a put is worthless and has no implied vol).
     """
     out = Path(out)
     if finished(config, out):
@@ -62,22 +64,31 @@ def generate_truth_set(out: str | Path = TRUTH_DIR, config: GenerationConfig = T
     d = load_shards(out, n_shards)
     good = np.sum(~np.isfinite(d["iv"]), axis=1) <= MAX_MISSING_VOLS
     X, y, se = d["X"][good], d["iv"][good], d["iv_se"][good]
+    vix = {k: d[f"vix_{f}"][good] for k, f in (("vix_y", "iv"), ("vix_iv_se", "iv_se"), ("vix_future", "future"),
+                                                 ("vix_future_se", "future_se")) if f"vix_{f}" in d}
     save_npz(out / TRUTH_FILE, compressed=True, X=X, y=y, iv_se=se, index=np.flatnonzero(good),
-             growth=second_moment_growth(X), feedback_ratio=feedback_ratio(X))
-    se_pts = VOL_POINTS * se[np.isfinite(se)]
+             growth=second_moment_growth(X), feedback_ratio=feedback_ratio(X), **vix)
     save_json(out / "manifest.json", {
         "what": "truth set: stable surfaces priced with many paths (qrh_lib.pricer.truth)",
         "config_key": config.key(), "config": config.to_dict(), "mc_config": config.mc_config().to_dict(),
         "seed": config.seed, "grid": config.get_grid().to_dict(), "domain": config.get_domain().to_dict(),
         "n_samples": config.n_samples, "n_kept": int(good.sum()), "rejected_surfaces": int((~good).sum()),
         "missing_vols": int(np.sum(~np.isfinite(y))),
-        "iv_se_vol_pts": {"median": float(np.median(se_pts)), "rms": float(np.sqrt(np.mean(se_pts**2))),
-                          "p99": float(np.percentile(se_pts, 99)), "max": float(se_pts.max())},
+        **({"vix": {"grid": config.get_vix_grid().to_dict(), "missing_vols": int(np.sum(~np.isfinite(vix["vix_y"]))),
+                    "iv_se_vol_pts": _se_summary(vix["vix_iv_se"])}} if vix else {}),
+        "iv_se_vol_pts": _se_summary(se),
         "timings": {"pricing_seconds": d["seconds"], "seconds_per_surface": d["seconds"] / config.n_samples},
         "command": "python -m qrh_lib.pricer.truth",
         "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
     return out
+
+
+def _se_summary(se) -> dict:
+    """Median, RMS, 99th percentile and largest standard error, in vol points."""
+    pts = VOL_POINTS * se[np.isfinite(se)]
+    return {"median": float(np.median(pts)), "rms": float(np.sqrt(np.mean(pts**2))),
+            "p99": float(np.percentile(pts, 99)), "max": float(pts.max())}
 
 
 def load_truth_set(path: str | Path = TRUTH_DIR) -> dict:

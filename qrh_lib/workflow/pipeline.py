@@ -108,7 +108,7 @@ def run(
     book: bool = True,
     log=print,
 ) -> list[StepResult]:
-    """Execute notebooks 01..08 with the profile's parameters into ``run_dir``, then build the book.
+    """Execute notebooks 01..09 with the profile's parameters into ``run_dir``, then build the book.
 
     Raises ``RuntimeError`` naming the failing notebook and its executed copy when a cell fails.
     """
@@ -171,7 +171,7 @@ def run(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qrh_lib.workflow.pipeline", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p_run = sub.add_parser("run", help="execute notebooks 01..08 into a run folder, then build the book")
+    p_run = sub.add_parser("run", help="execute notebooks 01..09 into a run folder, then build the book")
     p_run.add_argument("--profile", default=DEFAULT_PROFILE, help="profile name in profiles/ or a YAML path")
     p_run.add_argument("--run-dir", default=None, help="run folder (default book/run)")
     p_run.add_argument("--force", action="store_true", help="recompute every step")

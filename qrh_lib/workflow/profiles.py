@@ -31,6 +31,7 @@ NOTEBOOKS = (
     "06_buckets",
     "07_residuals",
     "08_calibration",
+    "09_vix",
 )
 DEFAULT_PROFILE = "cpu"
 
@@ -87,6 +88,8 @@ def config_parameters() -> dict:
         ("03_model", "loss"): lambda d: config_from_overrides(LossConfig, d),
         ("04_training", "train"): lambda d: config_from_overrides(TrainConfig, d, **parts),
         ("08_calibration", "calibration"): calibration_options,
+        ("09_vix", "train"): lambda d: config_from_overrides(TrainConfig, d, seed=0),
+        ("09_vix", "calibration"): calibration_options,
     }
 
 

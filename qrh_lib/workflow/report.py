@@ -51,6 +51,9 @@ HEADLINE: tuple[tuple[str, str, str], ...] = (
     ("08_calibration", "median_seconds", "median calibration time"),
     ("08_calibration", "median_fit_rmse_vol_pts", "median calibration fit RMSE (vol points)"),
     ("08_calibration", "median_mc_rmse_vol_pts", "median MC re-pricing RMSE at the fit (vol points)"),
+    ("09_vix", "vix_truth_mae_pts", "VIX network: truth-set MAE (vol points)"),
+    ("09_vix", "vix_truth_rmse_pts", "VIX network: truth-set RMSE (vol points)"),
+    ("09_vix", "joint_calibration_median_ms", "joint SPX/VIX calibration, median time"),
 )
 
 #: Durations by the last word of their key (``train_seconds``, ``seconds_per_surface``, ``latency_us``): seconds
@@ -163,6 +166,14 @@ RESULT_ANCHORS: tuple[tuple[str, str, tuple[str, ...], str, str], ...] = (
         "—",
         "about 7 ms (Levenberg–Marquardt) to 25 ms (L-BFGS-B)",
     ),
+    (
+        "VIX network: error against low-noise labels, MAE / RMSE (vol points)",
+        "09_vix",
+        ("vix_truth_mae_pts", "vix_truth_rmse_pts"),
+        "1.0–2.0 against labels of 1.0–2.5 noise",
+        "—",
+    ),
+    ("joint SPX/VIX calibration (median)", "09_vix", ("joint_calibration_median_ms",), "—", "—"),
 )
 
 

@@ -125,3 +125,27 @@ def test_command_line(tmp_path):
     bad = subprocess.run(cmd[:3] + ["--n-samples", "3"], cwd=PROJ_ROOT, capture_output=True, text=True,
                          timeout=120)
     assert bad.returncode == 2 and "n_samples = 3" in bad.stderr
+
+
+def test_vix_labels_come_from_the_same_paths_and_leave_the_spx_labels_alone(tmp_path, full_run):
+    from qrh_lib.grid import default_grid
+    from qrh_lib.pricer.vix import vix_grid
+
+    # the test grid's maturities: the default grid's first two (the VIX grid's must be among the SPX grid's)
+    spx = default_grid()
+    vgrid = vix_grid(maturity_days=(30, 60))
+    with pytest.raises(ValueError, match="not one of the grid's"):
+        tiny_config(vix_grid=vix_grid(maturity_days=(45,)).to_dict())
+    cfg = tiny_config(vix_grid=vgrid.to_dict())
+    assert cfg.key() != tiny_config().key()
+    d_spx = load_dataset(full_run)
+    d = load_dataset(generate_dataset(cfg, tmp_path / "vix", progress=False))
+    assert d["vix_grid"] == vgrid and d_spx["vix_grid"] is None and d["grid"] == spx
+    for split in ("train", "val", "test"):
+        # same rows here (no surface of this design misses a VIX vol), same SPX numbers
+        np.testing.assert_array_equal(d[f"{split}_y"], d_spx[f"{split}_y"])
+        assert d[f"{split}_vix_y"].shape == (len(d[f"{split}_X"]), vgrid.size)
+        assert d[f"{split}_vix_future"].shape == (len(d[f"{split}_X"]), vgrid.n_T)
+    fut = d["train_vix_future"]
+    assert np.all((fut > 0.02) & (fut < 2.0)) and np.nanmedian(d["train_vix_iv_se"]) < 0.2
+    assert d["manifest"]["vix"]["grid"] == vgrid.to_dict()

@@ -27,6 +27,19 @@ def test_truth_set_is_accurate_enough_to_judge_against(truth):
     assert m["iv_se_vol_pts"]["median"] == pytest.approx(np.median(se))
 
 
+def test_truth_set_carries_low_noise_vix_labels_from_the_same_paths(truth):
+    from qrh_lib.grid import vix_grid
+
+    g = vix_grid()
+    assert truth["manifest"]["vix"]["grid"] == g.to_dict()
+    assert truth["vix_y"].shape == truth["vix_iv_se"].shape == (len(truth["X"]), g.size)
+    assert truth["vix_future"].shape == (len(truth["X"]), g.n_T) and np.all(truth["vix_future"] > 0)
+    se = 100 * truth["vix_iv_se"][np.isfinite(truth["vix_iv_se"])]
+    # the VIX labels are five times noisier than the SPX ones, but far below Rosenbaum & Zhang's 1.0-2.5 vol points
+    assert np.median(se) <= 0.3
+    assert np.mean(np.isfinite(truth["vix_y"])) > 0.95  # puts struck below the VIX's floor have no implied vol
+
+
 def test_truth_set_lies_in_the_domain_and_apart_from_every_training_design(truth):
     assert Domain(RZ_BOX).contains(truth["X"]).all()
     # the truth set is reproducible: its points are those of its own seeded design

@@ -166,7 +166,7 @@ def test_smoke_chain_runs_every_notebook_and_writes_its_metrics(smoke_run):
         metrics = json.loads((run_dir / f"metrics_{nb}.json").read_text())
         assert metrics["step"] == nb and metrics["scalars"]
         assert stamps.read_stamp(run_dir, nb)["outputs"]
-    assert (run_dir / "surrogate" / "model.keras").exists()
+    assert (run_dir / "surrogate" / "model.keras").exists() and (run_dir / "vix_surrogate" / "model.keras").exists()
     dataset = Path(json.loads((run_dir / "dataset.json").read_text())["path"])
     assert dataset.is_relative_to(run_dir), "the smoke profile keeps its dataset inside the run folder"
 

@@ -1,0 +1,136 @@
+"""Two networks or one with two heads for SPX and VIX, and the joint calibration's speed, against the truth set.
+
+The main job's run folder holds a dataset with SPX and VIX labels from the same paths and the two networks of the
+default recipe trained on them (notebooks 04 and 09). This benchmark trains, on the same data and seed, one network
+with the same trunk and two heads (an SPX and a VIX PCA head, the sum of the two surface losses), judges both
+designs against the truth set's low-noise SPX and VIX labels, and times the joint calibration
+(:func:`qrh_lib.surrogate.joint.calibrate_joint`) of the two networks on the truth set's surfaces. Writes
+``benchmarks/results/vix.json``.
+
+    python benchmarks/vix.py [--run-dir book/run] [--targets 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+from _common import RESULTS_DIR, machine  # noqa: E402
+
+from qrh_lib.artifacts import save_json  # noqa: E402
+from qrh_lib.data import load_dataset  # noqa: E402
+from qrh_lib.iv import VOL_POINTS  # noqa: E402
+from qrh_lib.pricer.truth import load_truth_set  # noqa: E402
+from qrh_lib.surrogate import QRHSurrogate  # noqa: E402
+from qrh_lib.surrogate.config import TrainConfig  # noqa: E402
+from qrh_lib.surrogate.evaluation import truth_metrics  # noqa: E402
+from qrh_lib.surrogate.joint import JointSurrogate, calibrate_joint  # noqa: E402
+from qrh_lib.workflow.runs import dataset_path, run_path  # noqa: E402
+
+KEYS = ("mae_pts", "rmse_pts", "rmse_noise_removed_pts", "p99_pts", "max_pts", "mean_rel_pct")
+
+
+def two_heads(d: dict, seed: int = 0):
+    """One network for both: the default recipe's trunk (five SiLU layers of 128) with an SPX head and a VIX head,
+    each a linear layer onto all its principal components and the fixed PCA reconstruction, trained on the sum of the
+    two surface losses (each the recipe's Huber + Sobolev loss on its grid), with the recipe's optimiser and
+    stopping. Returns a function of raw inputs giving (SPX vols, VIX vols) and the epochs run."""
+    import keras
+    import tensorflow as tf
+
+    from qrh_lib.surrogate.model import PCAReconstruction, make_surface_loss
+    from qrh_lib.surrogate.pca import fit_pca_components, reconstruction_affine
+    from qrh_lib.surrogate.training import set_global_determinism
+
+    cfg = TrainConfig(seed=seed)
+    set_global_determinism(seed)
+    init = keras.initializers.GlorotUniform
+    x_in = keras.Input(shape=(15,))
+    h = keras.layers.Dense(cfg.model.width, activation="silu", kernel_initializer=init(seed=seed))(x_in)
+    for i in range(cfg.model.n_blocks):
+        h = keras.layers.Dense(cfg.model.width, activation="silu", kernel_initializer=init(seed=seed + 10 * (i + 1)))(h)
+    outs, losses = [], []
+    for j, (pre, grid) in enumerate((("", d["grid"]), ("vix_", d["vix_grid"]))):
+        info = fit_pca_components(d[f"train_{pre}y"], K=cfg.pca.n_components, use_scaler=cfg.pca.use_pca_scaler)
+        W, b = reconstruction_affine(info)
+        c = keras.layers.Dense(info["K"], kernel_initializer=init(seed=seed + 7 + j))(h)
+        outs.append(PCAReconstruction(W, b, P=info["P"], y_scale=info["y_scale"], name=f"{pre}surface")(c))
+        losses.append(make_surface_loss(grid, cfg.loss))
+    model = keras.Model(x_in, outs)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate), loss=losses)
+    xs = {s_: d["x_scaler"].transform(d[f"{s_}_X"]).astype(np.float32) for s_ in ("train", "val")}
+    ys = {s_: (d[f"{s_}_y"].astype(np.float32), d[f"{s_}_vix_y"].astype(np.float32)) for s_ in ("train", "val")}
+    ds = (tf.data.Dataset.from_tensor_slices((xs["train"], ys["train"]))
+          .shuffle(len(xs["train"]), seed=seed, reshuffle_each_iteration=True).batch(cfg.batch_size))
+    stop = [keras.callbacks.EarlyStopping(patience=cfg.patience, restore_best_weights=True),
+            keras.callbacks.ReduceLROnPlateau(factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr)]
+    hist = model.fit(ds, validation_data=(xs["val"], ys["val"]), epochs=cfg.epochs, callbacks=stop, verbose=0)
+
+    def predict(X):
+        spx, vix = model.predict(d["x_scaler"].transform(X).astype(np.float32), verbose=0, batch_size=4096)
+        return spx.astype(np.float64), vix.astype(np.float64)
+
+    return predict, len(hist.history["loss"])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run-dir", default="book/run", help="a run folder of the main job (with notebook 09)")
+    p.add_argument("--targets", type=int, default=50)
+    a = p.parse_args(argv)
+    d = load_dataset(dataset_path(a.run_dir))
+    try:
+        surs = {"spx": QRHSurrogate.load(run_path(a.run_dir, "surrogate")),
+                "vix": QRHSurrogate.load(run_path(a.run_dir, "vix_surrogate"))}
+    except FileNotFoundError as err:
+        raise SystemExit(f"{err}: run the main job (make run) with notebook 09 first") from None
+    truth = load_truth_set()
+    judged = {"two_networks": {}}
+    for w, sur in surs.items():
+        y, se = (truth["y"], truth["iv_se"]) if w == "spx" else (truth["vix_y"], truth["vix_iv_se"])
+        tm = truth_metrics(y, sur.predict(truth["X"]), sur.grid, truth_se=se)["overall"]
+        judged["two_networks"][w] = {k: tm[k] for k in KEYS} | {"epochs_run": sur.config["epochs_run"],
+                                                                 "train_seconds": sur.config["train_seconds"]}
+    t0 = time.perf_counter()
+    predict, epochs = two_heads(d)
+    judged["two_heads"] = {"epochs_run": epochs, "train_seconds": time.perf_counter() - t0}
+    for w, pred in zip(("spx", "vix"), predict(truth["X"]), strict=True):
+        y, se = (truth["y"], truth["iv_se"]) if w == "spx" else (truth["vix_y"], truth["vix_iv_se"])
+        tm = truth_metrics(y, pred, surs[w].grid, truth_se=se)["overall"]
+        judged["two_heads"][w] = {k: tm[k] for k in KEYS}
+    joint = JointSurrogate(surs["spx"], surs["vix"])
+    n = min(a.targets, len(truth["X"]))
+    calibrate_joint(joint, truth["y"][0], truth["vix_y"][0])  # builds the candidate bank once
+    d_spx = surs["spx"].grid.size
+    rows = []
+    for i in range(n):
+        r = calibrate_joint(joint, truth["y"][i], truth["vix_y"][i])
+        fit = r.iv - np.concatenate([truth["y"][i], truth["vix_y"][i]])
+        rows.append((r.seconds, VOL_POINTS * np.sqrt(np.nanmean(fit[:d_spx] ** 2)),
+                     VOL_POINTS * np.sqrt(np.nanmean(fit[d_spx:] ** 2))))
+    sec, fit_spx, fit_vix = (np.array(c) for c in zip(*rows, strict=True))
+    result = {
+        "benchmark": "vix", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
+        "dataset": {"path": str(d["path"]), "n_train": int(len(d["train_X"])), "config": d["manifest"]["config"]},
+        "label_median_se_pts": {"spx": float(VOL_POINTS * np.nanmedian(d["train_iv_se"])),
+                                "vix": float(VOL_POINTS * np.nanmedian(d["train_vix_iv_se"])),
+                                "vix_truth": float(VOL_POINTS * np.nanmedian(truth["vix_iv_se"]))},
+        "against_the_truth_set": judged,
+        "joint_calibration": {"targets": n, "median_ms": float(1e3 * np.median(sec)),
+                              "p90_ms": float(1e3 * np.percentile(sec, 90)),
+                              "median_fit_spx_pts": float(np.median(fit_spx)),
+                              "median_fit_vix_pts": float(np.median(fit_vix)),
+                              "p90_fit_vix_pts": float(np.percentile(fit_vix, 90))},
+    }
+    out = save_json(RESULTS_DIR / "vix.json", result)
+    print(out, {k: result[k] for k in ("label_median_se_pts", "against_the_truth_set", "joint_calibration")})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

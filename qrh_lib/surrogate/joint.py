@@ -1,0 +1,87 @@
+r"""SPX and VIX together: two surrogates trained on the same inputs, seen as one, and their joint calibration.
+
+The quadratic rough Heston model exists to fit the SPX and VIX smiles at once (Gatheral, Jusselin & Rosenbaum
+2020). The VIX surrogate is a :class:`~qrh_lib.surrogate.QRHSurrogate` on the VIX grid
+(:func:`qrh_lib.pricer.vix.vix_grid`), trained on the VIX labels of the same dataset as the SPX one, so both map the
+same scaled inputs. :class:`JointSurrogate` stacks them into one map from the 15 inputs to the 60 SPX vols followed
+by the VIX vols, with the stacked forward-mode Jacobian, and :func:`calibrate_joint` calibrates it with
+:func:`qrh_lib.surrogate.calibration.calibrate`: one least-squares problem on the SPX and VIX residuals together,
+weighted by the caller (inverse squared bid-ask spreads or standard errors; equal by default, in vol points).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .calibration import CalibrationResult, calibrate
+
+
+class _StackedNet:
+    """The two networks' float64 copies as one: outputs and Jacobian rows stacked (the least-squares solver's
+    needs; L-BFGS-B's backward pass is not provided)."""
+
+    def __init__(self, first, second):
+        self.nets = (first, second)
+
+    def forward(self, xs, cache=None, first=None):
+        if cache is not None or first is not None:
+            raise NotImplementedError("the joint surrogate supports the least-squares solver only")
+        return np.concatenate([n.forward(xs) for n in self.nets], axis=1)
+
+    def jacobian_row(self, h):
+        parts = [n.jacobian_row(h) for n in self.nets]
+        return np.concatenate([y for y, _ in parts], axis=1), np.vstack([J for _, J in parts])
+
+
+@dataclass(frozen=True)
+class _Size:
+    size: int
+
+
+class JointSurrogate:
+    """The SPX surrogate and the VIX surrogate as one map: vols (n, d_spx + d_vix), SPX first.
+
+    Both must share the input scaling, the box and the domain (trained on the same dataset's inputs); otherwise a
+    ``ValueError`` says which differs.
+    """
+
+    def __init__(self, spx, vix):
+        for name in ("x_scale", "x_min"):
+            if not np.array_equal(getattr(spx, name), getattr(vix, name)):
+                raise ValueError(f"the SPX and VIX surrogates scale their inputs differently ({name}): train both on "
+                                 "the same dataset's inputs")
+        if spx.box.to_dict() != vix.box.to_dict() or spx.domain.to_dict() != vix.domain.to_dict():
+            raise ValueError("the SPX and VIX surrogates have different input boxes or domains")
+        self.spx, self.vix = spx, vix
+        self.x_scale, self.x_min, self.box, self.domain = spx.x_scale, spx.x_min, spx.box, spx.domain
+        self.grid = _Size(spx.grid.size + vix.grid.size)
+        self.numpy_net = _StackedNet(spx.numpy_net, vix.numpy_net)
+
+    def scale_inputs(self, X):
+        return self.spx.scale_inputs(X)
+
+    def predict(self, X, allow_extrapolation: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """SPX vols (n, d_spx) and VIX vols (n, d_vix) of the raw inputs ``X``."""
+        return self.spx.predict(X, allow_extrapolation), self.vix.predict(X, allow_extrapolation)
+
+
+def calibrate_joint(joint: JointSurrogate, spx_iv, vix_iv, spx_weights=None, vix_weights=None, seed: int = 0,
+                    **options) -> CalibrationResult:
+    """Calibrate the 15 inputs to an SPX surface and a VIX surface at once (module docstring).
+
+    ``spx_iv`` and ``vix_iv`` are target vols on the two surrogates' grids (NaN: missing); the weights multiply the
+    squared residuals in vol points (default 1). ``options`` go to :func:`~qrh_lib.surrogate.calibration.calibrate`
+    (``n_starts``, ``n_candidates``, ``maxiter``, ...; the solver is least squares). The result's ``iv`` holds the
+    fitted SPX vols followed by the VIX vols.
+    """
+    spx_iv, vix_iv = np.asarray(spx_iv, np.float64).ravel(), np.asarray(vix_iv, np.float64).ravel()
+    d_spx, d_vix = joint.spx.grid.size, joint.vix.grid.size
+    if spx_iv.size != d_spx or vix_iv.size != d_vix:
+        raise ValueError(f"spx_iv has {spx_iv.size} vols and vix_iv {vix_iv.size}; the grids have {d_spx} and {d_vix}")
+    w_spx = np.ones(d_spx) if spx_weights is None else np.asarray(spx_weights, np.float64).ravel()
+    w_vix = np.ones(d_vix) if vix_weights is None else np.asarray(vix_weights, np.float64).ravel()
+    if options.get("solver", "lsq") != "lsq":
+        raise ValueError("the joint calibration uses the least-squares solver (solver='lsq')")
+    return calibrate(joint, np.concatenate([spx_iv, vix_iv]), np.concatenate([w_spx, w_vix]), seed=seed, **options)
