@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,10 @@ TRUTH_FILE = "truth.npz"
 #: What the truth set is made of (the MC batch size does not change the numbers).
 TRUTH_CONFIG = GenerationConfig(n_samples=256, seed=TRUTH_SEED, domain="stable", shard_size=8,
                                 mc={"n_paths": 98_304, "batch_size": 2}, vix_grid="default")
+#: Truth sets by grid name: the same states and paths priced on the default grids (``data/truth``) or on Rosenbaum
+#: & Zhang's SPX and VIX grids (``data/truth_rz``, for the ``rz`` profile).
+TRUTH_SETS = {"default": (TRUTH_CONFIG, TRUTH_DIR),
+              "rz": (replace(TRUTH_CONFIG, grid="rz", vix_grid="rz"), DATA_DIR / "truth_rz")}
 
 
 def generate_truth_set(out: str | Path = TRUTH_DIR, config: GenerationConfig = TRUTH_CONFIG,
@@ -104,10 +109,13 @@ def load_truth_set(path: str | Path = TRUTH_DIR) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m qrh_lib.pricer.truth", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=TRUTH_DIR, help="output folder (default: data/truth)")
+    p.add_argument("--grids", choices=sorted(TRUTH_SETS), default="default",
+                   help="the default SPX and VIX grids (data/truth) or Rosenbaum & Zhang's (data/truth_rz)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: the grids' folder)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
-    out = generate_truth_set(a.out, progress=not a.no_progress)
+    config, folder = TRUTH_SETS[a.grids]
+    out = generate_truth_set(a.out or folder, config, progress=not a.no_progress)
     m = read_json(out / "manifest.json")
     print(json.dumps({k: m[k] for k in ("n_kept", "iv_se_vol_pts", "timings")}, indent=2))
     return 0

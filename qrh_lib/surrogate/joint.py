@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .calibration import CalibrationResult, calibrate
+from .quotes import QuoteMap, Quotes
 
 
 class _StackedNet:
@@ -85,3 +86,34 @@ def calibrate_joint(joint: JointSurrogate, spx_iv, vix_iv, spx_weights=None, vix
     if options.get("solver", "lsq") != "lsq":
         raise ValueError("the joint calibration uses the least-squares solver (solver='lsq')")
     return calibrate(joint, np.concatenate([spx_iv, vix_iv]), np.concatenate([w_spx, w_vix]), seed=seed, **options)
+
+
+class _StackedQuotes:
+    """Two quote maps side by side: SPX vols to SPX quotes, VIX vols to VIX quotes (a block-diagonal Jacobian)."""
+
+    def __init__(self, first: QuoteMap, second: QuoteMap, d_first: int):
+        self.maps, self.d = (first, second), d_first
+        self.n_quotes = first.n_quotes + second.n_quotes
+
+    def __call__(self, iv):
+        iv = np.atleast_2d(iv)
+        return np.concatenate([self.maps[0](iv[:, : self.d]), self.maps[1](iv[:, self.d :])], axis=1)
+
+    def jacobian(self, iv):
+        a, b = self.maps[0].jacobian(iv[: self.d]), self.maps[1].jacobian(iv[self.d :])
+        out = np.zeros((a.shape[0] + b.shape[0], a.shape[1] + b.shape[1]))
+        out[: a.shape[0], : a.shape[1]], out[a.shape[0] :, a.shape[1] :] = a, b
+        return out
+
+
+def calibrate_joint_quotes(joint: JointSurrogate, spx: Quotes, vix: Quotes, seed: int = 0,
+                           **options) -> CalibrationResult:
+    """Calibrate the 15 inputs to SPX and VIX quotes off the grids at once: each surrogate's surface is interpolated to
+    its quotes (:class:`qrh_lib.surrogate.quotes.QuoteMap`; VIX log-strikes relative to the VIX future), residuals
+    weighted by each quote set's weights (1 / (ask - bid)^2 with bid and ask). The result's ``iv`` holds the two
+    surfaces on their grids, SPX first."""
+    observe = _StackedQuotes(QuoteMap(joint.spx.grid, spx.log_moneyness, spx.maturities),
+                             QuoteMap(joint.vix.grid, vix.log_moneyness, vix.maturities), joint.spx.grid.size)
+    target = np.concatenate([spx.iv, vix.iv])
+    weights = np.concatenate([spx.quote_weights(), vix.quote_weights()])
+    return calibrate(joint, target, weights, seed=seed, observe=observe, **options)

@@ -2,7 +2,8 @@ r"""Market-style quotes: implied vols at any strikes and maturities inside the g
 
 Real quotes never sit on the surrogate's grid. The surrogate's surface is carried to them by interpolating the
 total implied variance :math:`w = \sigma^2 T` in the grid's own coordinates, :math:`m = k/\sqrt T` and :math:`T`
-(the default grid is a rectangle there, see :mod:`qrh_lib.grid`):
+(the default grid is a rectangle there, see :mod:`qrh_lib.grid`;
+on grids of fixed log-strikes, as Rosenbaum & Zhang's, :math:`k` takes the place of :math:`m`):
 
 - along :math:`m`, a natural cubic spline through the grid's strike rows at each grid maturity (smooth in the
   strike, and exact on the grid);
@@ -74,6 +75,20 @@ class Quotes:
         return np.ones(self.n) if self.weights is None else self.weights
 
 
+def strike_coordinate(grid: Grid):
+    """The coordinate in which ``grid``'s strike rows are fixed: ``k / sqrt(T)`` for the sqrt(T) grids (the default
+    SPX and VIX grids), ``k`` for grids of fixed log-strikes (Rosenbaum & Zhang's); returns the scale of k as a
+    function of T, and the coordinate's name. Other grids are refused."""
+    Tg = grid.maturities
+    k = grid.log_moneyness
+    if np.allclose(k / np.sqrt(Tg)[None, :], (k / np.sqrt(Tg)[None, :])[:, :1], rtol=0, atol=1e-12):
+        return np.sqrt, "k / sqrt(T)"
+    if np.allclose(k, k[:, :1], rtol=0, atol=1e-12):
+        return np.ones_like, "k"
+    raise ValueError("quotes need a grid whose strike rows are fixed in k / sqrt(T) (qrh_lib.grid.sqrt_t_grid) or in "
+                     "k (qrh_lib.grid.rz_grid)")
+
+
 class QuoteMap:
     """The map from a surface on ``grid`` (flat, strike-major vols) to the vols at the quotes' points."""
 
@@ -81,24 +96,21 @@ class QuoteMap:
         k = np.atleast_1d(np.asarray(log_moneyness, np.float64))
         T = np.atleast_1d(np.asarray(maturities, np.float64))
         Tg = grid.maturities
-        m_rows = grid.log_moneyness / np.sqrt(Tg)[None, :]
-        if not np.allclose(m_rows, m_rows[:, :1], rtol=0, atol=1e-12):
-            raise ValueError("quotes need a grid whose strikes scale with sqrt(T) (k = m sqrt(T), e.g. "
-                             "qrh_lib.grid.sqrt_t_grid)")
-        m_grid = m_rows[:, 0]
+        scale, name = strike_coordinate(grid)
+        m_grid = grid.log_moneyness[:, 0] / scale(Tg[0])
         order = np.argsort(m_grid)
         if np.any(np.diff(m_grid[order]) <= 0):
-            raise ValueError("the grid's strike rows must have distinct k / sqrt(T)")
+            raise ValueError(f"the grid's strike rows must have distinct {name}")
         with np.errstate(invalid="ignore", divide="ignore"):
-            m = k / np.sqrt(T)
+            m = k / scale(T)
         for j in range(T.size):
             if not Tg[0] <= T[j] <= Tg[-1]:
                 raise ValueError(f"quote {j}: maturity T = {T[j]:.6g} years is outside the grid's span "
                                  f"[{Tg[0]:.6g}, {Tg[-1]:.6g}]")
             if not m_grid.min() <= m[j] <= m_grid.max():
                 raise ValueError(f"quote {j}: log-moneyness k = {k[j]:.6g} at T = {T[j]:.6g} "
-                                 f"(k / sqrt(T) = {m[j]:.6g}) is outside the grid's span "
-                                 f"[{m_grid.min():.6g}, {m_grid.max():.6g}] in k / sqrt(T)")
+                                 f"({name} = {m[j]:.6g}) is outside the grid's span "
+                                 f"[{m_grid.min():.6g}, {m_grid.max():.6g}] in {name}")
         n_K, n_T = grid.shape
         # spline weights in m: the spline of each unit vector of the strike rows, evaluated at the quotes
         spline = CubicSpline(m_grid[order], np.eye(n_K), bc_type="natural")(m)  # (n_q, n_K), rows in sorted order
@@ -125,6 +137,16 @@ class QuoteMap:
         """d (vols at the quotes) / d (grid vols), (n_q, d), at one grid surface ``iv`` (d,)."""
         sq = self(iv[None, :])[0]
         return self.M * (iv * self.T_grid)[None, :] / (np.maximum(sq, 1e-12) * self.T)[:, None]
+
+
+def quote_points(grid: Grid, maturities, fractions=(0.05, 0.25, 0.45, 0.6, 0.75, 0.95)) -> Grid:
+    r"""Points off ``grid`` but inside its span, as a Grid: at each of ``maturities`` (inside the grid's), log-strikes
+    at ``fractions`` of the span of the grid's strike rows there. The rows are interpolated linearly in
+    :math:`\sqrt T`, which is exact for the sqrt(T) grids and for grids of fixed log-strikes."""
+    T = np.asarray(maturities, np.float64)
+    rows = np.array([np.interp(np.sqrt(T), np.sqrt(grid.maturities), r) for r in grid.log_moneyness])  # (n_K, n_q)
+    lo, hi = rows.min(axis=0), rows.max(axis=0)
+    return Grid(T, lo[None, :] + np.asarray(fractions, np.float64)[:, None] * (hi - lo)[None, :])
 
 
 def interpolate_surface(surrogate_or_grid, iv, log_moneyness, maturities) -> np.ndarray:

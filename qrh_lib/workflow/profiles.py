@@ -99,7 +99,8 @@ def mirrored_defaults() -> dict:
     from ..pricer.config import GenerationConfig, MCConfig
 
     mirrored = {("01_data_generation", "n_check_paths"): MCConfig().n_paths,
-                ("08_calibration", "repricing_paths"): MCConfig().n_paths}
+                ("08_calibration", "repricing_paths"): MCConfig().n_paths,
+                ("09_vix", "quote_paths"): MCConfig().n_paths}
     return mirrored | {(nb, "seed"): GenerationConfig().seed for nb in NOTEBOOKS}
 
 

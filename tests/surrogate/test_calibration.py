@@ -231,3 +231,23 @@ def test_calibration_to_quotes_off_the_grid(tiny_surrogate, targets):
     assert np.sqrt(np.mean((fitted[ok] - iv[ok]) ** 2)) * 100 < 0.05
     with pytest.raises(ValueError, match="bid .* >= ask"):
         Quotes(kq, Tq, iv, bid=iv + 0.01, ask=iv - 0.01)
+
+
+def test_quote_map_on_a_grid_of_fixed_log_strikes():
+    """Rosenbaum & Zhang's grid keeps its log-strikes fixed across maturities: quotes interpolate in k there, exactly
+    on the grid's points, and quotes outside its span are refused."""
+    from qrh_lib.grid import rz_grid, sqrt_t_grid
+    from qrh_lib.surrogate.quotes import QuoteMap
+
+    g = rz_grid()
+    surface = 0.2 + 0.1 * g.log_moneyness ** 2 + 0.05 * g.maturities[None, :]  # (n_K, n_T)
+    qmap = QuoteMap(g, g.flat_log_moneyness(), g.flat_maturities())
+    np.testing.assert_allclose(qmap(surface.ravel()[None, :])[0], surface.ravel(), rtol=1e-12)
+    between = QuoteMap(g, [-0.1, 0.0], [0.04, 0.06])(surface.ravel()[None, :])[0]
+    assert np.all((between > 0.19) & (between < 0.21))
+    with pytest.raises(ValueError, match=r"outside the grid's span .* in k$"):
+        QuoteMap(g, [0.2], [0.05])
+    with pytest.raises(ValueError, match="strike rows are fixed in"):
+        bent = sqrt_t_grid()
+        QuoteMap(type(bent)(bent.maturities, bent.log_moneyness + bent.maturities[None, :] ** 2), [0.0], [0.2])
+

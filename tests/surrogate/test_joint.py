@@ -5,7 +5,8 @@ import pytest
 
 from qrh_lib.pricer.vix import vix_grid
 from qrh_lib.surrogate.config import TrainConfig
-from qrh_lib.surrogate.joint import JointSurrogate, calibrate_joint
+from qrh_lib.surrogate.joint import JointSurrogate, calibrate_joint, calibrate_joint_quotes
+from qrh_lib.surrogate.quotes import Quotes, interpolate_surface
 from qrh_lib.surrogate.training import train_from_folder
 from qrh_lib.synthetic import write_synthetic_dataset
 
@@ -45,3 +46,20 @@ def test_joint_surrogate_needs_the_same_inputs(tiny_surrogate, tmp_path):
         JointSurrogate(tiny_surrogate, train_from_folder(other, CFG.replace_flat(epochs=1))[0])
     with pytest.raises(ValueError, match="spx_iv has 3 vols"):
         calibrate_joint(JointSurrogate(tiny_surrogate, tiny_surrogate), np.ones(3), np.ones(60))
+
+
+def test_joint_calibration_to_quotes_off_both_grids(tiny_surrogate, second_surrogate):
+    joint = JointSurrogate(tiny_surrogate, second_surrogate)
+    x = 0.5 * (tiny_surrogate.box.lo + tiny_surrogate.box.hi)
+    x[2] = 0.3 * tiny_surrogate.box.hi[2]
+    spx, vix = joint.predict(x[None, :])
+    T = np.array([45, 75, 120]) / 365
+    quotes = {}
+    for name, sur, surf, m in (("spx", tiny_surrogate, spx[0], (-0.3, 0.0, 0.2)), ("vix", second_surrogate, vix[0],
+                                                                                (-0.2, 0.1, 0.6))):
+        k = (np.array(m)[:, None] * np.sqrt(T)[None, :]).ravel()
+        t = np.tile(T, len(m))
+        quotes[name] = Quotes(k, t, interpolate_surface(sur, surf, k, t))
+    res = calibrate_joint_quotes(joint, quotes["spx"], quotes["vix"], n_starts=2, n_candidates=512)
+    assert res.fit_rmse_pts < 0.05
+    np.testing.assert_allclose(res.iv, np.concatenate([spx[0], vix[0]]), atol=5e-3)

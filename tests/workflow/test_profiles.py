@@ -9,7 +9,7 @@ from qrh_lib.paths import PROJ_ROOT
 from qrh_lib.workflow import profiles
 
 
-@pytest.mark.parametrize("name", ["smoke", "cpu", "gpu"])
+@pytest.mark.parametrize("name", ["smoke", "cpu", "gpu", "rz"])
 def test_profiles_only_set_parameters_the_notebooks_declare(name):
     prof = profiles.load_profile(name)
     assert set(prof["params"]) == set(profiles.NOTEBOOKS)
