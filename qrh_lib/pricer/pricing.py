@@ -51,6 +51,12 @@ class SurfaceResult:
         return count_reasons(self.reason)
 
 
+def concat_results(parts: list):
+    """Batches of a result dataclass (:class:`SurfaceResult`, :class:`qrh_lib.pricer.vix.VixResult`) as one."""
+    cls = type(parts[0])
+    return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__))
+
+
 def _pair_units(a: np.ndarray, antithetic: bool) -> np.ndarray:
     """Average antithetic partners (last axis: first half and second half), the i.i.d. sampling units."""
     if not antithetic:
@@ -173,8 +179,7 @@ def price_with_engine(engine: QRHEngine, X, seed: int = 0, index=None, estimator
         parts.append(surface_from_paths(stats, engine.grid, estimator))
         if progress is not None:
             progress(sl.stop - sl.start)
-    return SurfaceResult(*(np.concatenate([getattr(p, f) for p in parts]) for f in
-                           ("price", "price_se", "iv", "iv_se", "reason")))
+    return concat_results(parts)
 
 
 def mc_iv_surface(X, grid: Grid | None = None, n_paths: int | None = None, steps_per_year: int | None = None,

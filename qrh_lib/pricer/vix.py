@@ -38,7 +38,7 @@ from .config import MCConfig
 from .kernel import FactorKernel, geometric_nodes
 from .mc import PathStats, QRHEngine
 from .moments import _generator
-from .pricing import SurfaceResult, _pair_units, cv_estimate, surface_from_paths
+from .pricing import SurfaceResult, _pair_units, concat_results, cv_estimate, surface_from_paths
 
 #: The VIX's window, 30 days.
 VIX_WINDOW = 30 / 365
@@ -234,11 +234,7 @@ def price_spx_vix_with_engine(engine: QRHEngine, X, vix: Grid, seed: int = 0, in
         vx.append(vix_from_paths(stats, X[sl], vix, engine.grid.maturities, engine.kernel))
         if progress is not None:
             progress(sl.stop - sl.start)
-
-    def cat(parts, cls):
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__))
-
-    return cat(spx, SurfaceResult), cat(vx, VixResult)
+    return concat_results(spx), concat_results(vx)
 
 
 def price_spx_vix(X, grid: Grid | None = None, vix: Grid | None = None, config: MCConfig | None = None,
