@@ -79,13 +79,7 @@ class Grid:
 
     def maturity_index(self, maturities) -> np.ndarray:
         """Where each of ``maturities`` lies among this grid's maturities; each must be one of them."""
-        idx = []
-        for t in np.atleast_1d(np.asarray(maturities, np.float64)):
-            hit = np.flatnonzero(np.abs(self.maturities - t) <= 1e-12 * max(1.0, t))
-            if hit.size != 1:
-                raise ValueError(f"maturity {t:.6g} years is not one of the grid's {self.maturities.round(6).tolist()}")
-            idx.append(int(hit[0]))
-        return np.asarray(idx, dtype=np.int64)
+        return maturity_index(self.maturities, maturities)
 
     def to_dict(self) -> dict:
         return {"maturities": self.maturities.tolist(), "log_moneyness": self.log_moneyness.tolist()}
@@ -106,6 +100,19 @@ class Grid:
 
     def __hash__(self):
         return hash((self.maturities.tobytes(), self.log_moneyness.tobytes()))
+
+
+def maturity_index(among, maturities) -> np.ndarray:
+    """Where each of ``maturities`` lies in the increasing maturities ``among``; each must be one of them (to 1e-12
+    relative), or a ``ValueError`` names it."""
+    among = np.asarray(among, np.float64)
+    idx = []
+    for t in np.atleast_1d(np.asarray(maturities, np.float64)):
+        hit = np.flatnonzero(np.abs(among - t) <= 1e-12 * max(1.0, t))
+        if hit.size != 1:
+            raise ValueError(f"maturity {t:.6g} years is not one of the grid's {among.round(6).tolist()}")
+        idx.append(int(hit[0]))
+    return np.asarray(idx, dtype=np.int64)
 
 
 def sqrt_t_grid(maturity_days=DEFAULT_MATURITY_DAYS, m=DEFAULT_M) -> Grid:

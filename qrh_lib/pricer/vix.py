@@ -32,6 +32,7 @@ import numpy as np
 from scipy.linalg import expm
 
 from ..grid import Grid, default_grid, rz_vix_grid, vix_grid  # noqa: F401  (the VIX grids, re-exported)
+from ..grid import maturity_index as grid_maturity_index
 from ..iv import black_vega, implied_total_vol
 from ..params import check_inputs
 from .config import MCConfig
@@ -148,8 +149,7 @@ class VixResult:
 def maturity_index(grid: Grid, sim_maturities) -> np.ndarray:
     """Where each maturity of the VIX grid lies among the simulated (SPX) maturities; each must be one of them."""
     try:
-        return Grid(np.asarray(sim_maturities, np.float64), np.zeros((1, len(sim_maturities)))).maturity_index(
-            grid.maturities)
+        return grid_maturity_index(sim_maturities, grid.maturities)
     except ValueError as err:
         raise ValueError(f"the VIX grid's maturities must be among the SPX grid's (the simulation's): {err}") from None
 
@@ -244,7 +244,6 @@ def price_spx_vix(X, grid: Grid | None = None, vix: Grid | None = None, config: 
     those of :func:`qrh_lib.pricing.price_surfaces` with the same arguments."""
     grid = grid or default_grid()
     vix = vix or vix_grid()
-    maturity_index(vix, grid.maturities)
     return price_spx_vix_with_engine(QRHEngine(grid, config), X, vix, seed, index)
 
 
