@@ -19,7 +19,7 @@ SCHEME = "factors-by-MCConfig.scheme/log-euler-spot/2-normals/xla-loop/hedge-sto
 
 
 #: Identifies how VIX labels are computed from the paths (qrh_lib.pricer.vix); part of the key of datasets with them.
-VIX_SCHEME = "quadratic-form-of-the-factors/30-day-window/cv-vix-squared/strikes-on-the-estimated-future"
+VIX_SCHEME = "quadratic-form-of-the-factors/30-day-window/cv-spot-martingale/strikes-on-the-estimated-future"
 
 
 @dataclass(frozen=True)
