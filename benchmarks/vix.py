@@ -8,6 +8,7 @@ designs against the truth set's low-noise SPX and VIX labels, and times the join
 ``benchmarks/results/vix.json``.
 
     python benchmarks/vix.py [--run-dir book/run] [--targets 50]
+    python benchmarks/vix.py --ablation [--variants recipe squared_error]   # the VIX network's loss, vix_ablation.json
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from _common import RESULTS_DIR, machine  # noqa: E402
 
-from qrh_lib.artifacts import save_json  # noqa: E402
+from qrh_lib.artifacts import read_json, save_json, save_npy  # noqa: E402
 from qrh_lib.data import load_dataset  # noqa: E402
 from qrh_lib.iv import VOL_POINTS  # noqa: E402
 from qrh_lib.pricer.truth import load_truth_set  # noqa: E402
@@ -78,12 +79,95 @@ def two_heads(d: dict, seed: int = 0):
     return predict, len(hist.history["loss"])
 
 
+#: Changes to the VIX network's recipe (flat TrainConfig settings) judged by ``--ablation``, all on the same data
+#: and seed. Against labels whose noise is three times the SPX labels' and skewed, the loss is the question: the
+#: recipe's Huber loss with delta 1 vol point is nearly an absolute error there, which estimates a median, not the
+#: mean the labels are unbiased for.
+ABLATION = {
+    "recipe": {},
+    "huber_delta_5": {"huber_delta": 5.0},
+    "squared_error": {"huber_delta": 1000.0},
+    "squared_error_no_sobolev": {"huber_delta": 1000.0, "sobolev_strike": 0.0, "sobolev_maturity": 0.0},
+    "huber_delta_5_no_sobolev": {"huber_delta": 5.0, "sobolev_strike": 0.0, "sobolev_maturity": 0.0},
+    "squared_error_no_sobolev_k20": {"huber_delta": 1000.0, "sobolev_strike": 0.0, "sobolev_maturity": 0.0,
+                                     "n_components": 20},
+    "squared_error_no_sobolev_batch_512": {"huber_delta": 1000.0, "sobolev_strike": 0.0, "sobolev_maturity": 0.0,
+                                           "batch_size": 512},
+    "squared_error_no_sobolev_width_256": {"huber_delta": 1000.0, "sobolev_strike": 0.0, "sobolev_maturity": 0.0,
+                                           "width": 256},
+    "squared_error_no_sobolev_seed_1": {"huber_delta": 1000.0, "sobolev_strike": 0.0, "sobolev_maturity": 0.0,
+                                        "seed": 1},
+    "squared_error_no_sobolev_seed_2": {"huber_delta": 1000.0, "sobolev_strike": 0.0, "sobolev_maturity": 0.0,
+                                        "seed": 2},
+}
+
+
+#: Ensembles judged by ``--ablation``: the mean prediction of variants that differ in the seed only, from the
+#: predictions each variant's run leaves in PREDICTIONS_DIR (for the dataset and truth set they were judged on).
+ENSEMBLES = {"squared_error_no_sobolev_3_seeds": ["squared_error_no_sobolev", "squared_error_no_sobolev_seed_1",
+                                                  "squared_error_no_sobolev_seed_2"]}
+PREDICTIONS_DIR = Path("runs/vix_ablation")
+
+
+def ablation(d: dict, truth: dict, variants: dict, seed: int = 0) -> dict:
+    """Train the VIX network of each variant on the dataset ``d`` (same data and seed) and judge it against the
+    truth set's VIX labels; then every ensemble of :data:`ENSEMBLES` whose members' predictions are all at hand."""
+    from qrh_lib.surrogate.training import train_surrogate
+
+    out = {}
+    tag = f"{Path(d['path']).name}_{truth['manifest']['created'].replace(':', '')}"
+    for name, change in variants.items():
+        cfg = TrainConfig(seed=seed).replace_flat(**change)
+        t0 = time.perf_counter()
+        sur, hist = train_surrogate(d["train_X"], d["train_vix_y"], d["val_X"], d["val_vix_y"], d["x_scaler"],
+                                    d["vix_grid"], d["box"], config=cfg, train_iv_se=d["train_vix_iv_se"],
+                                    val_iv_se=d["val_vix_iv_se"], tensorboard_dir=False, domain=d["domain"])
+        pred = sur.predict(truth["X"])
+        save_npy(PREDICTIONS_DIR / f"{name}_{tag}.npy", pred)
+        out[name] = {"change": change, **judge(pred, truth, sur.grid),
+                     "epochs_run": len(hist["loss"]), "train_seconds": time.perf_counter() - t0}
+        print(name, {k: round(v, 3) for k, v in out[name].items() if isinstance(v, float)}, flush=True)
+    for name, members in ENSEMBLES.items():
+        files = [PREDICTIONS_DIR / f"{m}_{tag}.npy" for m in members]
+        if all(f.exists() for f in files):
+            pred = np.mean([np.load(f) for f in files], axis=0)
+            out[name] = {"members": members, **judge(pred, truth, d["vix_grid"])}
+            print(name, {k: round(v, 3) for k, v in out[name].items() if isinstance(v, float)}, flush=True)
+    return out
+
+
+def judge(pred, truth: dict, grid) -> dict:
+    """The truth-set metrics of VIX predictions, and their mean error (vol points)."""
+    tm = truth_metrics(truth["vix_y"], pred, grid, truth_se=truth["vix_iv_se"])["overall"]
+    return {k: tm[k] for k in KEYS} | {"mean_error_pts": VOL_POINTS * float(np.nanmean(pred - truth["vix_y"]))}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run-dir", default="book/run", help="a run folder of the main job (with notebook 09)")
     p.add_argument("--targets", type=int, default=50)
+    p.add_argument("--ablation", action="store_true",
+                   help="train the VIX network variants of ABLATION on the run's dataset (writes vix_ablation.json)")
+    p.add_argument("--variants", nargs="*", default=None, help="with --ablation: only these variants")
+    p.add_argument("--dataset", default=None, help="with --ablation: a dataset folder (default: the run's)")
     a = p.parse_args(argv)
-    d = load_dataset(dataset_path(a.run_dir))
+    d = load_dataset(a.dataset if a.ablation and a.dataset else dataset_path(a.run_dir))
+    if a.ablation:
+        truth = load_truth_set()
+        variants = {k: v for k, v in ABLATION.items() if a.variants is None or k in a.variants}
+        result = {"benchmark": "vix_ablation", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  "machine": machine(), "dataset": {"path": str(d["path"]), "n_train": int(len(d["train_X"]))},
+                  "truth_set_created": truth["manifest"]["created"],
+                  "truth_vix_median_se_pts": float(VOL_POINTS * np.nanmedian(truth["vix_iv_se"])),
+                  "label_vix_median_se_pts": float(VOL_POINTS * np.nanmedian(d["train_vix_iv_se"])),
+                  "variants": ablation(d, truth, variants)}
+        path = RESULTS_DIR / "vix_ablation.json"
+        if path.exists():  # keep the other variants' results when they were judged on the same data and truth set
+            old = read_json(path)
+            if all(old.get(k) == result[k] for k in ("dataset", "truth_set_created")):
+                result["variants"] = old["variants"] | result["variants"]
+        print(save_json(path, result))
+        return 0
     try:
         surs = {"spx": QRHSurrogate.load(run_path(a.run_dir, "surrogate")),
                 "vix": QRHSurrogate.load(run_path(a.run_dir, "vix_surrogate"))}

@@ -78,7 +78,7 @@ def config_parameters() -> dict:
     from ..params import config_from_overrides
     from ..pricer.config import GenerationConfig
     from ..surrogate.calibration import calibration_options
-    from ..surrogate.config import LossConfig, ModelConfig, PCAConfig, TrainConfig
+    from ..surrogate.config import LossConfig, ModelConfig, PCAConfig, TrainConfig, vix_train_config
 
     parts = {"pca": PCAConfig(), "model": ModelConfig(), "loss": LossConfig(), "seed": 0}
     return {
@@ -88,7 +88,7 @@ def config_parameters() -> dict:
         ("03_model", "loss"): lambda d: config_from_overrides(LossConfig, d),
         ("04_training", "train"): lambda d: config_from_overrides(TrainConfig, d, **parts),
         ("08_calibration", "calibration"): calibration_options,
-        ("09_vix", "train"): lambda d: config_from_overrides(TrainConfig, d, seed=0),
+        ("09_vix", "train"): lambda d: vix_train_config(d, seed=0),
         ("09_vix", "calibration"): calibration_options,
     }
 

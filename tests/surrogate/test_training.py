@@ -73,3 +73,20 @@ def test_train_config_holds_the_pca_model_and_loss_configs_and_rejects_unknown_k
         TrainConfig.from_flat({"widht": 8})
     with pytest.raises(ValueError, match="dropout_rate"):
         TrainConfig.from_flat({"dropout_rate": 1.0})
+
+
+def test_vix_train_config_layers_the_vix_recipe_and_the_overrides():
+    from qrh_lib.surrogate.config import VIX_RECIPE, vix_train_config
+
+    cfg = vix_train_config(seed=3)
+    assert cfg == TrainConfig(seed=3).replace_flat(**VIX_RECIPE)
+    # a part's override changes only the keys it names: the VIX recipe's other loss settings stay
+    cfg = vix_train_config({"loss": {"sobolev_strike": 0.5}, "learning_rate": 1e-3}, seed=0)
+    assert cfg.loss.sobolev_strike == 0.5 and cfg.loss.huber_delta == VIX_RECIPE["huber_delta"]
+    assert cfg.learning_rate == 1e-3 and cfg.model == ModelConfig()
+    with pytest.raises(ValueError, match="unknown LossConfig keys"):
+        vix_train_config({"loss": {"huber": 2.0}}, seed=0)
+    with pytest.raises(ValueError, match="unknown TrainConfig keys"):
+        vix_train_config({"lr": 1e-3}, seed=0)
+    with pytest.raises(ValueError, match="set elsewhere"):
+        vix_train_config({"seed": 1}, seed=0)
