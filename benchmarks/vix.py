@@ -28,7 +28,7 @@ from qrh_lib.data import load_dataset  # noqa: E402
 from qrh_lib.iv import VOL_POINTS  # noqa: E402
 from qrh_lib.pricer.truth import load_truth_set  # noqa: E402
 from qrh_lib.surrogate import QRHSurrogate  # noqa: E402
-from qrh_lib.surrogate.config import TrainConfig  # noqa: E402
+from qrh_lib.surrogate.config import TrainConfig, vix_train_config  # noqa: E402
 from qrh_lib.surrogate.evaluation import truth_metrics  # noqa: E402
 from qrh_lib.surrogate.joint import JointSurrogate, calibrate_joint  # noqa: E402
 from qrh_lib.workflow.runs import dataset_path, run_path  # noqa: E402
@@ -39,8 +39,8 @@ KEYS = ("mae_pts", "rmse_pts", "rmse_noise_removed_pts", "p99_pts", "max_pts", "
 def two_heads(d: dict, seed: int = 0):
     """One network for both: the default recipe's trunk (five SiLU layers of 128) with an SPX head and a VIX head,
     each a linear layer onto all its principal components and the fixed PCA reconstruction, trained on the sum of the
-    two surface losses (each the recipe's Huber + Sobolev loss on its grid), with the recipe's optimiser and
-    stopping. Returns a function of raw inputs giving (SPX vols, VIX vols) and the epochs run."""
+    two surface losses (the SPX recipe's on the SPX grid, the VIX network's, VIX_RECIPE, on the VIX grid), with the
+    recipe's optimiser and stopping. Returns a function of raw inputs giving (SPX vols, VIX vols) and the epochs run."""
     import keras
     import tensorflow as tf
 
@@ -56,12 +56,13 @@ def two_heads(d: dict, seed: int = 0):
     for i in range(cfg.model.n_blocks):
         h = keras.layers.Dense(cfg.model.width, activation="silu", kernel_initializer=init(seed=seed + 10 * (i + 1)))(h)
     outs, losses = [], []
-    for j, (pre, grid) in enumerate((("", d["grid"]), ("vix_", d["vix_grid"]))):
+    vix_loss = vix_train_config(seed=seed).loss
+    for j, (pre, grid, loss) in enumerate((("", d["grid"], cfg.loss), ("vix_", d["vix_grid"], vix_loss))):
         info = fit_pca_components(d[f"train_{pre}y"], K=cfg.pca.n_components, use_scaler=cfg.pca.use_pca_scaler)
         W, b = reconstruction_affine(info)
         c = keras.layers.Dense(info["K"], kernel_initializer=init(seed=seed + 7 + j))(h)
         outs.append(PCAReconstruction(W, b, P=info["P"], y_scale=info["y_scale"], name=f"{pre}surface")(c))
-        losses.append(make_surface_loss(grid, cfg.loss))
+        losses.append(make_surface_loss(grid, loss))
     model = keras.Model(x_in, outs)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate), loss=losses)
     xs = {s_: d["x_scaler"].transform(d[f"{s_}_X"]).astype(np.float32) for s_ in ("train", "val")}
