@@ -9,6 +9,7 @@ designs against the truth set's low-noise SPX and VIX labels, and times the join
 
     python benchmarks/vix.py [--run-dir book/run] [--targets 50]
     python benchmarks/vix.py --ablation [--variants recipe squared_error]   # the VIX network's loss, vix_ablation.json
+    python benchmarks/vix.py --ablation --run-dir runs/rz --truth-dir data/truth_rz --out vix_ablation_rz.json
 """
 
 from __future__ import annotations
@@ -100,6 +101,9 @@ ABLATION = {
                                         "seed": 1},
     "squared_error_no_sobolev_seed_2": {"huber_delta": 1000.0, "sobolev_strike": 0.0, "sobolev_maturity": 0.0,
                                         "seed": 2},
+    # log-vol targets (not a TrainConfig setting): the PCA and network on log vols, exponentiated at prediction
+    "squared_error_no_sobolev_log_vol": {"huber_delta": 1000.0, "sobolev_strike": 0.0, "sobolev_maturity": 0.0,
+                                         "log_vol_target": True},
 }
 
 
@@ -118,12 +122,14 @@ def ablation(d: dict, truth: dict, variants: dict, seed: int = 0) -> dict:
     out = {}
     tag = f"{Path(d['path']).name}_{truth['manifest']['created'].replace(':', '')}"
     for name, change in variants.items():
-        cfg = TrainConfig(seed=seed).replace_flat(**change)
+        settings = {k: v for k, v in change.items() if k != "log_vol_target"}
+        f, f_inv = (np.log, np.exp) if change.get("log_vol_target") else (np.asarray, np.asarray)
+        cfg = TrainConfig(seed=seed).replace_flat(**settings)
         t0 = time.perf_counter()
-        sur, hist = train_surrogate(d["train_X"], d["train_vix_y"], d["val_X"], d["val_vix_y"], d["x_scaler"],
+        sur, hist = train_surrogate(d["train_X"], f(d["train_vix_y"]), d["val_X"], f(d["val_vix_y"]), d["x_scaler"],
                                     d["vix_grid"], d["box"], config=cfg, train_iv_se=d["train_vix_iv_se"],
                                     val_iv_se=d["val_vix_iv_se"], tensorboard_dir=False, domain=d["domain"])
-        pred = sur.predict(truth["X"])
+        pred = f_inv(sur.predict(truth["X"]))
         save_npy(PREDICTIONS_DIR / f"{name}_{tag}.npy", pred)
         out[name] = {"change": change, **judge(pred, truth, sur.grid),
                      "epochs_run": len(hist["loss"]), "train_seconds": time.perf_counter() - t0}
@@ -151,18 +157,20 @@ def main(argv=None) -> int:
                    help="train the VIX network variants of ABLATION on the run's dataset (writes vix_ablation.json)")
     p.add_argument("--variants", nargs="*", default=None, help="with --ablation: only these variants")
     p.add_argument("--dataset", default=None, help="with --ablation: a dataset folder (default: the run's)")
+    p.add_argument("--truth-dir", default=None, help="with --ablation: the truth set (default: data/truth)")
+    p.add_argument("--out", default="vix_ablation.json", help="with --ablation: the JSON file in benchmarks/results")
     a = p.parse_args(argv)
     d = load_dataset(a.dataset if a.ablation and a.dataset else dataset_path(a.run_dir))
     if a.ablation:
-        truth = load_truth_set()
+        truth = load_truth_set(a.truth_dir) if a.truth_dir else load_truth_set()
         variants = {k: v for k, v in ABLATION.items() if a.variants is None or k in a.variants}
         result = {"benchmark": "vix_ablation", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   "machine": machine(), "dataset": {"path": str(d["path"]), "n_train": int(len(d["train_X"]))},
-                  "truth_set_created": truth["manifest"]["created"],
+                  "truth_set": a.truth_dir or "data/truth", "truth_set_created": truth["manifest"]["created"],
                   "truth_vix_median_se_pts": float(VOL_POINTS * np.nanmedian(truth["vix_iv_se"])),
                   "label_vix_median_se_pts": float(VOL_POINTS * np.nanmedian(d["train_vix_iv_se"])),
                   "variants": ablation(d, truth, variants)}
-        path = RESULTS_DIR / "vix_ablation.json"
+        path = RESULTS_DIR / a.out
         if path.exists():  # keep the other variants' results when they were judged on the same data and truth set
             old = read_json(path)
             if all(old.get(k) == result[k] for k in ("dataset", "truth_set_created")):
