@@ -26,8 +26,8 @@ per input; on the paths the VIX is :math:`\sqrt{q_0 + q_1^\top z + z^\top Q z}`.
 The exact mean is a check, not a control variate of the labels. Its variance needs the fourth moments of the
 factors, which are infinite over much of the stable domain (only second moments are finite there). There a
 regression on :math:`\mathrm{VIX}^2` fits its coefficient on a sample that misses the heavy tail, and the
-estimates come out biased upwards: +3.0 vol points at 1,024 paths and +1.0 at 8,192, against the plain
-estimator (``benchmarks/vix_estimators.py``). The labels use the spot martingale
+estimates come out biased upwards: +3.7 vol points at 1,024 paths against the control-free estimator on the
+same paths (``benchmarks/vix_estimators.py``), and still about +2 at 8,192. The labels use the spot martingale
 :math:`S_T/S_0 - 1` as their control (finite variance, the same as the SPX surface's).
 """
 
@@ -53,6 +53,8 @@ VIX_WINDOW = 30 / 365
 
 #: Control variates of the VIX estimators (:func:`vix_from_paths`); the first is the labels'.
 VIX_CONTROLS = ("spot", "vix2", None)
+
+
 @dataclass(frozen=True)
 class VixCoefficients:
     r""":math:`\mathrm{VIX}^2 = q_0 + q_1^\top z + z^\top Q z` for each input: ``q0`` (B,), ``q1`` (B, n), ``Q``

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from ..params import strict_from_dict
+from ..params import config_from_overrides, strict_from_dict
 
 
 class _Settings:
@@ -172,16 +172,11 @@ VIX_RECIPE = {"huber_delta": 1000.0, "sobolev_strike": 0.0, "sobolev_maturity": 
 def vix_train_config(overrides: dict | None = None, **fixed) -> TrainConfig:
     """The VIX network's config: :data:`VIX_RECIPE` on the defaults, then ``overrides`` (a nested TrainConfig dict,
     notebook 09's ``train``; a part's dict changes only the keys it names) and the caller's ``fixed`` settings,
-    which the overrides may not repeat. Unknown keys are rejected as by :func:`qrh_lib.params.config_from_overrides`."""
+    which the overrides may not repeat (:func:`qrh_lib.params.config_from_overrides`)."""
     base = TrainConfig().replace_flat(**VIX_RECIPE).to_dict()
     overrides = dict(overrides or {})
     for name, cls in _PARTS.items():
         if isinstance(overrides.get(name), dict):
             cls.from_dict(overrides[name])  # unknown keys named against the part
             overrides[name] = base[name] | overrides[name]
-    merged = {k: v for k, v in base.items() if k not in fixed} | overrides
-    clash = sorted(set(overrides) & set(fixed))
-    if clash:
-        raise ValueError(f"TrainConfig overrides {clash} are set elsewhere (e.g. the notebook's own parameters, the "
-                         f"seed); remove them from the overrides")
-    return strict_from_dict(TrainConfig, merged | fixed)
+    return config_from_overrides(TrainConfig, {k: v for k, v in base.items() if k not in fixed} | overrides, **fixed)

@@ -99,7 +99,6 @@ def test_futures_and_implied_vols_agree_with_nested_monte_carlo():
     assert np.all(np.abs(res.iv[0] - iv) <= Z_TOL * np.hypot(res.iv_se[0], iv_se)), (res.iv[0], iv)
 
 
-
 def replicated_futures_and_atm_vols(x, n_paths, seeds, controls):
     """For each control: VIX futures and implied vols at k = 0 of the default VIX grid, shape (reps, B, n_T), and
     their standard errors, one replication per seed."""
