@@ -175,8 +175,7 @@ def vix_train_config(overrides: dict | None = None, **fixed) -> TrainConfig:
     which the overrides may not repeat (:func:`qrh_lib.params.config_from_overrides`)."""
     base = TrainConfig().replace_flat(**VIX_RECIPE).to_dict()
     overrides = dict(overrides or {})
-    for name, cls in _PARTS.items():
+    for name in _PARTS:  # a part's unknown keys are refused when TrainConfig builds it
         if isinstance(overrides.get(name), dict):
-            cls.from_dict(overrides[name])  # unknown keys named against the part
             overrides[name] = base[name] | overrides[name]
     return config_from_overrides(TrainConfig, {k: v for k, v in base.items() if k not in fixed} | overrides, **fixed)
