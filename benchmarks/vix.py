@@ -39,15 +39,16 @@ KEYS = ("mae_pts", "rmse_pts", "rmse_noise_removed_pts", "p99_pts", "max_pts", "
 
 def two_heads(d: dict, seed: int = 0):
     """One network for both: the default recipe's trunk (five SiLU layers of 128) with an SPX head and a VIX head,
-    each a linear layer onto all its principal components and the fixed PCA reconstruction, trained on the sum of the
-    two surface losses (the SPX recipe's on the SPX grid, the VIX network's, VIX_RECIPE, on the VIX grid), with the
-    recipe's optimiser and stopping. Returns a function of raw inputs giving (SPX vols, VIX vols) and the epochs run."""
+    each a linear layer onto all its principal components and the fixed PCA reconstruction (the VIX head's of log
+    vols), trained on the sum of the two surface losses (the SPX recipe's on the SPX grid, the VIX network's,
+    VIX_RECIPE, on the VIX grid), with the recipe's optimiser and stopping and VIX_RECIPE's moving average of the
+    weights. Returns a function of raw inputs giving (SPX vols, VIX vols) and the epochs run."""
     import keras
     import tensorflow as tf
 
     from qrh_lib.surrogate.model import PCAReconstruction, make_surface_loss
     from qrh_lib.surrogate.pca import fit_pca_components, reconstruction_affine
-    from qrh_lib.surrogate.training import set_global_determinism
+    from qrh_lib.surrogate.training import ema_callbacks, set_global_determinism
 
     cfg = TrainConfig(seed=seed)
     set_global_determinism(seed)
@@ -57,20 +58,24 @@ def two_heads(d: dict, seed: int = 0):
     for i in range(cfg.model.n_blocks):
         h = keras.layers.Dense(cfg.model.width, activation="silu", kernel_initializer=init(seed=seed + 10 * (i + 1)))(h)
     outs, losses = [], []
-    vix_loss = vix_train_config(seed=seed).loss
-    for j, (pre, grid, loss) in enumerate((("", d["grid"], cfg.loss), ("vix_", d["vix_grid"], vix_loss))):
-        info = fit_pca_components(d[f"train_{pre}y"], K=cfg.pca.n_components, use_scaler=cfg.pca.use_pca_scaler)
+    vix_cfg = vix_train_config(seed=seed)
+    for j, (pre, grid, part) in enumerate((("", d["grid"], cfg), ("vix_", d["vix_grid"], vix_cfg))):
+        info = fit_pca_components(d[f"train_{pre}y"], K=part.pca.n_components, use_scaler=part.pca.use_pca_scaler,
+                                  log_vols=part.pca.log_vols)
         W, b = reconstruction_affine(info)
         c = keras.layers.Dense(info["K"], kernel_initializer=init(seed=seed + 7 + j))(h)
-        outs.append(PCAReconstruction(W, b, P=info["P"], y_scale=info["y_scale"], name=f"{pre}surface")(c))
-        losses.append(make_surface_loss(grid, loss))
+        outs.append(PCAReconstruction(W, b, P=info["P"], y_scale=info["y_scale"], log_vols=info["log_vols"],
+                                      name=f"{pre}surface")(c))
+        losses.append(make_surface_loss(grid, part.loss, pca_info=info))
     model = keras.Model(x_in, outs)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate), loss=losses)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate,
+                                                  use_ema=vix_cfg.ema_momentum is not None,
+                                                  ema_momentum=vix_cfg.ema_momentum or 0.99), loss=losses)
     xs = {s_: d["x_scaler"].transform(d[f"{s_}_X"]).astype(np.float32) for s_ in ("train", "val")}
     ys = {s_: (d[f"{s_}_y"].astype(np.float32), d[f"{s_}_vix_y"].astype(np.float32)) for s_ in ("train", "val")}
     ds = (tf.data.Dataset.from_tensor_slices((xs["train"], ys["train"]))
           .shuffle(len(xs["train"]), seed=seed, reshuffle_each_iteration=True).batch(cfg.batch_size))
-    stop = [keras.callbacks.EarlyStopping(patience=cfg.patience, restore_best_weights=True),
+    stop = ema_callbacks(vix_cfg) + [keras.callbacks.EarlyStopping(patience=cfg.patience, restore_best_weights=True),
             keras.callbacks.ReduceLROnPlateau(factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr)]
     hist = model.fit(ds, validation_data=(xs["val"], ys["val"]), epochs=cfg.epochs, callbacks=stop, verbose=0)
 
@@ -81,30 +86,41 @@ def two_heads(d: dict, seed: int = 0):
     return predict, len(hist.history["loss"])
 
 
-#: Changes to the VIX network's recipe (flat TrainConfig settings) judged by ``--ablation``, all on the same data
-#: and seed. Against labels whose noise is eight times the SPX labels' and skewed, the loss is the question: the
-#: recipe's Huber loss with delta 1 vol point is nearly an absolute error there, which estimates a median, not the
-#: mean the labels are unbiased for.
+#: The kept loss on a PCA of vols, without the weights' average: the base of the loss and architecture variants.
+_ON_VOLS = {"huber_delta": 1000.0, "sobolev_strike": 0.0, "sobolev_maturity": 0.0}
+_LOG_VOLS = {**_ON_VOLS, "log_vols": True}
+
+#: Changes to the SPX recipe (flat TrainConfig settings) judged by ``--ablation`` for the VIX network, all on the
+#: same data and seed. Against labels whose noise is eight times the SPX labels' and skewed, the loss is the
+#: question first: the recipe's Huber loss with delta 1 vol point is nearly an absolute error there, which estimates
+#: a median, not the mean the labels are unbiased for. Then the target (a PCA of log vols) and the seed-to-seed
+#: spread (the weights' moving average); VIX_RECIPE keeps all three.
 ABLATION = {
     "recipe": {},
     "huber_delta_5": {"huber_delta": 5.0},
     "squared_error": {"huber_delta": 1000.0},
-    "squared_error_no_sobolev": VIX_RECIPE,
+    "squared_error_no_sobolev": _ON_VOLS,
     "huber_delta_5_no_sobolev": {"huber_delta": 5.0, "sobolev_strike": 0.0, "sobolev_maturity": 0.0},
-    "squared_error_no_sobolev_k20": {**VIX_RECIPE, "n_components": 20},
-    "squared_error_no_sobolev_batch_512": {**VIX_RECIPE, "batch_size": 512},
-    "squared_error_no_sobolev_width_256": {**VIX_RECIPE, "width": 256},
-    "squared_error_no_sobolev_seed_1": {**VIX_RECIPE, "seed": 1},
-    "squared_error_no_sobolev_seed_2": {**VIX_RECIPE, "seed": 2},
-    # log-vol targets (not a TrainConfig setting): the PCA and network on log vols, exponentiated at prediction
-    "squared_error_no_sobolev_log_vol": {**VIX_RECIPE, "log_vol_target": True},
+    "squared_error_no_sobolev_k20": {**_ON_VOLS, "n_components": 20},
+    "squared_error_no_sobolev_batch_512": {**_ON_VOLS, "batch_size": 512},
+    "squared_error_no_sobolev_width_256": {**_ON_VOLS, "width": 256},
+    "squared_error_no_sobolev_seed_1": {**_ON_VOLS, "seed": 1},
+    "squared_error_no_sobolev_seed_2": {**_ON_VOLS, "seed": 2},
+    "squared_error_no_sobolev_log_vol": _LOG_VOLS,
+    "squared_error_no_sobolev_log_vol_seed_1": {**_LOG_VOLS, "seed": 1},
+    "squared_error_no_sobolev_log_vol_seed_2": {**_LOG_VOLS, "seed": 2},
+    "squared_error_no_sobolev_ema_0.999": {**_ON_VOLS, "ema_momentum": 0.999},
+    "squared_error_no_sobolev_log_vol_ema_0.999": VIX_RECIPE,
+    "squared_error_no_sobolev_log_vol_ema_0.999_seed_1": {**VIX_RECIPE, "seed": 1},
+    "squared_error_no_sobolev_log_vol_ema_0.999_seed_2": {**VIX_RECIPE, "seed": 2},
 }
 
 
 #: Ensembles judged by ``--ablation``: the mean prediction of variants that differ in the seed only, from the
 #: predictions each variant's run leaves in PREDICTIONS_DIR (for the dataset and truth set they were judged on).
-ENSEMBLES = {"squared_error_no_sobolev_3_seeds": ["squared_error_no_sobolev", "squared_error_no_sobolev_seed_1",
-                                                  "squared_error_no_sobolev_seed_2"]}
+ENSEMBLES = {f"{base}_3_seeds": [base, f"{base}_seed_1", f"{base}_seed_2"]
+             for base in ("squared_error_no_sobolev", "squared_error_no_sobolev_log_vol",
+                          "squared_error_no_sobolev_log_vol_ema_0.999")}
 PREDICTIONS_DIR = Path("runs/vix_ablation")
 
 
@@ -116,14 +132,12 @@ def ablation(d: dict, truth: dict, variants: dict, seed: int = 0) -> dict:
     out = {}
     tag = f"{Path(d['path']).name}_{truth['manifest']['created'].replace(':', '')}"
     for name, change in variants.items():
-        settings = {k: v for k, v in change.items() if k != "log_vol_target"}
-        f, f_inv = (np.log, np.exp) if change.get("log_vol_target") else (np.asarray, np.asarray)
-        cfg = TrainConfig(seed=seed).replace_flat(**settings)
+        cfg = TrainConfig(seed=seed).replace_flat(**change)
         t0 = time.perf_counter()
-        sur, hist = train_surrogate(d["train_X"], f(d["train_vix_y"]), d["val_X"], f(d["val_vix_y"]), d["x_scaler"],
+        sur, hist = train_surrogate(d["train_X"], d["train_vix_y"], d["val_X"], d["val_vix_y"], d["x_scaler"],
                                     d["vix_grid"], d["box"], config=cfg, train_iv_se=d["train_vix_iv_se"],
                                     val_iv_se=d["val_vix_iv_se"], tensorboard_dir=False, domain=d["domain"])
-        pred = f_inv(sur.predict(truth["X"]))
+        pred = sur.predict(truth["X"])
         save_npy(PREDICTIONS_DIR / f"{name}_{tag}.npy", pred)
         out[name] = {"change": change, **judge(pred, truth, sur.grid),
                      "epochs_run": len(hist["loss"]), "train_seconds": time.perf_counter() - t0}
@@ -159,7 +173,8 @@ def main(argv=None) -> int:
         truth = load_truth_set(a.truth_dir) if a.truth_dir else load_truth_set()
         variants = {k: v for k, v in ABLATION.items() if a.variants is None or k in a.variants}
         result = {"benchmark": "vix_ablation", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  "machine": machine(), "dataset": {"path": str(d["path"]), "n_train": int(len(d["train_X"]))},
+                  "machine": machine(),
+                  "dataset": {"path": str(Path(d["path"]).resolve()), "n_train": int(len(d["train_X"]))},
                   "truth_set": a.truth_dir or "data/truth", "truth_set_created": truth["manifest"]["created"],
                   "truth_vix_median_se_pts": float(VOL_POINTS * np.nanmedian(truth["vix_iv_se"])),
                   "label_vix_median_se_pts": float(VOL_POINTS * np.nanmedian(d["train_vix_iv_se"])),
@@ -167,7 +182,8 @@ def main(argv=None) -> int:
         path = RESULTS_DIR / a.out
         if path.exists():  # keep the other variants' results when they were judged on the same data and truth set
             old = read_json(path)
-            if all(old.get(k) == result[k] for k in ("dataset", "truth_set_created")):
+            old_data = dict(old.get("dataset", {}), path=str(Path(old.get("dataset", {}).get("path", "")).resolve()))
+            if old_data == result["dataset"] and old.get("truth_set_created") == result["truth_set_created"]:
                 result["variants"] = old["variants"] | result["variants"]
         print(save_json(path, result))
         return 0

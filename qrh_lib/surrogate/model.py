@@ -10,7 +10,8 @@ Architecture (:func:`build_resmlp_pca_model`), on inputs :math:`x \in [-1, 1]^{1
     c = W_c h_L + b_c \in \mathbb{R}^K, \qquad \hat y = b + c\, W_{pca}  \in \mathbb{R}^{60},
 
 where the last map is the fixed PCA reconstruction (:func:`qrh_lib.surrogate.pca.reconstruction_affine`),
-so losses and metrics act on implied vols.
+so losses and metrics act on implied vols. A PCA of log vols (``PCAConfig.log_vols``, the VIX network's) ends
+with :math:`\hat y = \exp(b + c\, W_{pca})` instead, and its loss takes :math:`e = 100 \log(\hat y / y)`.
 
 Loss (:class:`QRHSurfaceLoss`), with the error :math:`e = 100(\hat y - y)` in vol points laid
 out on the (strike, maturity) grid:
@@ -53,7 +54,8 @@ PACKAGE = "qrh_lib"
 # --------------------------------------------------------------------------- layers
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class PCAReconstruction(keras.layers.Layer):
-    r"""Fixed (non-trainable) map :math:`\hat y = b + c\,W` from K coefficients to d vols.
+    r"""Fixed (non-trainable) map :math:`\hat y = b + c\,W` from K coefficients to d vols (with ``log_vols``,
+    :math:`\hat y = \exp(b + c\,W)`: the PCA of log vols).
 
     Parameters
     ----------
@@ -64,10 +66,13 @@ class PCAReconstruction(keras.layers.Layer):
     P, y_scale : array_like, optional
         The orthonormal components (d, K) and per-point scales (d,), kept so a loss can
         project errors on the PCA coefficients.
+    log_vols : bool
+        The components are log vols': the output is the exponential of the affine map.
     """
 
-    def __init__(self, components, offset, P=None, y_scale=None, **kwargs):
+    def __init__(self, components, offset, P=None, y_scale=None, log_vols=False, **kwargs):
         super().__init__(**kwargs)
+        self.log_vols = bool(log_vols)
         self.components_init = np.asarray(components, np.float64)
         self.offset_init = np.asarray(offset, np.float64)
         K, d = self.components_init.shape
@@ -84,7 +89,8 @@ class PCAReconstruction(keras.layers.Layer):
         )
 
     def call(self, c):
-        return keras.ops.matmul(c, self.W) + self.b
+        y = keras.ops.matmul(c, self.W) + self.b
+        return keras.ops.exp(y) if self.log_vols else y
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.offset_init.size)
@@ -96,6 +102,7 @@ class PCAReconstruction(keras.layers.Layer):
             offset=self.offset_init.tolist(),
             P=None if self.P_init is None else self.P_init.tolist(),
             y_scale=None if self.y_scale_init is None else self.y_scale_init.tolist(),
+            log_vols=self.log_vols,
         )
         return cfg
 
@@ -178,7 +185,8 @@ def build_resmlp_pca_model(
     c = keras.layers.Dense(
         pca_info["K"], name="pca_coefficients", kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 7)
     )(h)
-    y = PCAReconstruction(W, b, P=pca_info["P"], y_scale=pca_info["y_scale"], name="pca_reconstruction")(c)
+    y = PCAReconstruction(W, b, P=pca_info["P"], y_scale=pca_info["y_scale"],
+                          log_vols=pca_info.get("log_vols", False), name="pca_reconstruction")(c)
     return keras.Model(inputs, y, name=name)
 
 
@@ -227,6 +235,9 @@ class QRHSurfaceLoss(keras.losses.Loss):
         As in :class:`LossConfig`.
     pca_projection : array_like, shape (d, K), optional
         :math:`\\operatorname{diag}(1/s) P`: maps a vol error to its PCA coefficient error.
+    log_vols : bool
+        Compare log vols: the error is :math:`100 \\log(\\hat y / y)`, the relative error in percent to first
+        order, for a network on a PCA of log vols.
     """
 
     def __init__(
@@ -238,10 +249,12 @@ class QRHSurfaceLoss(keras.losses.Loss):
         sobolev_maturity=0.0,
         pca_coef_weight=0.0,
         pca_projection=None,
+        log_vols=False,
         name="qrh_surface_loss",
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
+        self.log_vols = bool(log_vols)
         self.grid_shape = tuple(int(s) for s in grid_shape)
         self.weight_map = np.asarray(weight_map, np.float32).reshape(self.grid_shape)
         self.huber_delta = float(huber_delta)
@@ -257,9 +270,11 @@ class QRHSurfaceLoss(keras.losses.Loss):
 
         Missing labels (NaN: options no Monte Carlo path priced) are masked: they add nothing to the Huber term,
         and a second difference that touches one is left out of the Sobolev terms."""
-        y_true = tf.cast(y_true, tf.float32)
+        y_true, y_pred = tf.cast(y_true, tf.float32), tf.cast(y_pred, tf.float32)
         known = tf.math.is_finite(y_true)
-        e = VOL_POINTS * (tf.cast(y_pred, tf.float32) - tf.where(known, y_true, 0.0))
+        if self.log_vols:  # masked labels become 1, whose log is finite
+            y_true, y_pred = tf.math.log(tf.where(known, y_true, 1.0)), tf.math.log(y_pred)
+        e = VOL_POINTS * (y_pred - tf.where(known, y_true, 0.0))
         e = tf.where(known, e, 0.0)
         E = tf.reshape(e, (-1,) + self.grid_shape)
         M = tf.reshape(tf.cast(known, tf.float32), (-1,) + self.grid_shape)
@@ -300,6 +315,7 @@ class QRHSurfaceLoss(keras.losses.Loss):
             sobolev_maturity=self.sobolev_maturity,
             pca_coef_weight=self.pca_coef_weight,
             pca_projection=None if self.pca_projection is None else self.pca_projection.tolist(),
+            log_vols=self.log_vols,
         )
         return cfg
 
@@ -312,11 +328,16 @@ def make_surface_loss(
 ) -> QRHSurfaceLoss:
     """Build :class:`QRHSurfaceLoss` from a grid and a :class:`LossConfig`.
 
-    The PCA projection comes from ``pca_info`` or, failing that, from ``model``'s reconstruction layer.
+    The PCA projection, and whether the PCA is of log vols (then the loss compares log vols), come from
+    ``pca_info`` or, failing that, from ``model``'s reconstruction layer.
     """
     grid = default_grid() if grid is None else grid
     cfg = LossConfig() if config is None else config
     proj = None
+    if pca_info is not None:
+        log_vols = bool(pca_info.get("log_vols", False))
+    else:
+        log_vols = model is not None and get_reconstruction_layer(model).log_vols
     if cfg.pca_coef_weight > 0:
         if pca_info is not None:
             P, s = pca_info["P"], pca_info["y_scale"]
@@ -334,6 +355,7 @@ def make_surface_loss(
         sobolev_maturity=cfg.sobolev_maturity,
         pca_coef_weight=cfg.pca_coef_weight,
         pca_projection=proj,
+        log_vols=log_vols,
     )
 
 
@@ -375,16 +397,17 @@ def compile_advanced_qrh_model(
 ) -> keras.Model:
     """Compile ``model`` with Adam, :class:`QRHSurfaceLoss` and MAE/RMSE metrics in vol points; returns it.
 
-    The loss weights are ``config.loss`` and the optimiser's settings ``config.learning_rate``, ``clipnorm`` and
-    ``weight_decay`` (:class:`qrh_lib.surrogate.config.TrainConfig`, default its defaults); ``changes`` replace
-    any of them by name (``learning_rate=1e-3, otm_put_weight=2.0``).
+    The loss weights are ``config.loss`` and the optimiser's settings ``config.learning_rate``, ``clipnorm``,
+    ``weight_decay`` and ``ema_momentum`` (:class:`qrh_lib.surrogate.config.TrainConfig`, default its defaults);
+    ``changes`` replace any of them by name (``learning_rate=1e-3, otm_put_weight=2.0``).
     """
     train = (config or TrainConfig()).replace_flat(**changes)
     cfg = train.loss
     loss = make_surface_loss(grid, cfg, pca_info=pca_info, model=model)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=train.learning_rate, clipnorm=train.clipnorm,
-                                        weight_decay=train.weight_decay),
+                                        weight_decay=train.weight_decay, use_ema=train.ema_momentum is not None,
+                                        ema_momentum=train.ema_momentum or 0.99),
         loss=loss,
         metrics=[mae_vol_points, RMSEVolPoints()],
     )

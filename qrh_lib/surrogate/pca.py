@@ -66,7 +66,7 @@ def _as_surfaces(y, what="y") -> np.ndarray:
     return y[_complete_rows(y, what)]
 
 
-def fit_pca_components(y_train_raw, K: int = 12, use_scaler: bool = True) -> dict:
+def fit_pca_components(y_train_raw, K: int = 12, use_scaler: bool = True, log_vols: bool = False) -> dict:
     r"""Fit a PCA of training surfaces by SVD.
 
     Parameters
@@ -77,6 +77,9 @@ def fit_pca_components(y_train_raw, K: int = 12, use_scaler: bool = True) -> dic
         Number of components, :math:`1 \le K \le \min(n, d)`.
     use_scaler : bool
         Standardise each grid point (``StandardScaler``) before the SVD.
+    log_vols : bool
+        Fit the PCA to log vols: the components, means and scales then live in log-vol space and a surface is the
+        exponential of the reconstruction (:func:`pca_inverse_transform`), positive by construction.
 
     Returns
     -------
@@ -84,9 +87,11 @@ def fit_pca_components(y_train_raw, K: int = 12, use_scaler: bool = True) -> dic
         ``K``, ``P`` (d, K) orthonormal columns, ``mu`` (d,) mean in the (scaled) space,
         ``scaler`` (fitted ``StandardScaler`` or None), ``use_scaler``, ``y_mean`` and
         ``y_scale`` (d,) (zeros and ones when unscaled), ``explained_variance_ratio`` (K,),
-        ``total_explained`` (float), ``singular_values`` (all of them).
+        ``total_explained`` (float), ``singular_values`` (all of them), ``log_vols``.
     """
     y = _as_surfaces(y_train_raw, "y_train_raw")
+    if log_vols:
+        y = _log_vols(y, "y_train_raw")
     n, d = y.shape
     if not 1 <= int(K) <= min(n, d):
         raise ValueError(f"K must be in [1, {min(n, d)}], got {K}")
@@ -116,11 +121,23 @@ def fit_pca_components(y_train_raw, K: int = 12, use_scaler: bool = True) -> dic
         "explained_variance_ratio": ratio[:K],
         "total_explained": float(ratio[:K].sum()),
         "singular_values": sv,
+        "log_vols": bool(log_vols),
     }
 
 
+def _log_vols(y, what="y") -> np.ndarray:
+    """``log(y)``; a ``ValueError`` names ``what`` when a known vol is not positive."""
+    y = np.asarray(y, np.float64)
+    bad = np.isfinite(y) & (y <= 0)
+    if bad.any():
+        raise ValueError(f"{what}: log_vols needs positive vols, got {int(bad.sum())} at or below 0 "
+                         f"(smallest {float(y[bad].min())})")
+    return np.log(y)
+
+
 def _to_scaled(y, pca_info) -> np.ndarray:
-    return (np.asarray(y, np.float64) - pca_info["y_mean"]) / pca_info["y_scale"]
+    y = _log_vols(y) if pca_info.get("log_vols") else np.asarray(y, np.float64)
+    return (y - pca_info["y_mean"]) / pca_info["y_scale"]
 
 
 def pca_transform_targets(y, pca_info: dict) -> np.ndarray:
@@ -129,13 +146,15 @@ def pca_transform_targets(y, pca_info: dict) -> np.ndarray:
 
 
 def pca_inverse_transform(coeffs, pca_info: dict) -> np.ndarray:
-    r"""Surfaces :math:`y = m + s \odot (\mu + c P^\top)`, shape (n, d)."""
+    r"""Surfaces :math:`y = m + s \odot (\mu + c P^\top)`, shape (n, d) (its exponential for a PCA of log
+    vols)."""
     c = np.asarray(coeffs, np.float64)
-    return pca_info["y_mean"] + pca_info["y_scale"] * (pca_info["mu"] + c @ pca_info["P"].T)
+    y = pca_info["y_mean"] + pca_info["y_scale"] * (pca_info["mu"] + c @ pca_info["P"].T)
+    return np.exp(y) if pca_info.get("log_vols") else y
 
 
 def reconstruction_affine(pca_info: dict) -> tuple[np.ndarray, np.ndarray]:
-    r"""The reconstruction as one affine map :math:`y = b + c W`.
+    r"""The reconstruction as one affine map :math:`y = b + c W` (of log vols for a PCA of log vols).
 
     Returns ``W`` (K, d) :math:`= P^\top \operatorname{diag}(s)` and ``b`` (d,) :math:`= m + s \mu`.
     """
@@ -257,6 +276,7 @@ def pca_to_arrays(pca_info: dict) -> tuple[dict, dict]:
         "K": int(pca_info["K"]),
         "use_scaler": bool(pca_info["use_scaler"]),
         "total_explained": float(pca_info["total_explained"]),
+        "log_vols": bool(pca_info.get("log_vols", False)),
     }
     return arrays, meta
 
@@ -267,7 +287,8 @@ def pca_from_arrays(arrays, meta: dict) -> dict:
         k: np.asarray(arrays[k], np.float64)
         for k in ("P", "mu", "y_mean", "y_scale", "explained_variance_ratio", "singular_values")
     }
-    info.update(K=int(meta["K"]), use_scaler=bool(meta["use_scaler"]), total_explained=float(meta["total_explained"]))
+    info.update(K=int(meta["K"]), use_scaler=bool(meta["use_scaler"]), total_explained=float(meta["total_explained"]),
+                log_vols=bool(meta.get("log_vols", False)))
     scaler = None
     if info["use_scaler"]:
         scaler = StandardScaler()

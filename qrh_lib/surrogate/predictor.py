@@ -43,13 +43,15 @@ class NumpyResMLP:
 
     Gives the forward pass and the vector-Jacobian product :math:`g^\top \partial \hat y/\partial x`
     by manual backpropagation (used by the calibration, where TensorFlow's per-call overhead
-    dominates for one surface).
+    dominates for one surface). A network on a PCA of log vols ends with the exponential
+    (``log_vols``), and its derivatives with the factor :math:`\hat y`.
     """
 
     def __init__(self, model: keras.Model):
         from .model import PCAReconstruction, ResidualBlock
 
         self.stem = self.blocks = self.head = self.recon = None
+        self.log_vols = False
         blocks, self.hidden = [], []
         for layer in model.layers:
             if isinstance(layer, ResidualBlock):
@@ -63,6 +65,7 @@ class NumpyResMLP:
                 )
             elif isinstance(layer, PCAReconstruction):
                 self.recon = (np.asarray(layer.W, np.float64), np.asarray(layer.b, np.float64))
+                self.log_vols = layer.log_vols
             elif isinstance(layer, keras.layers.Dense):
                 wb = (np.asarray(layer.kernel, np.float64), np.asarray(layer.bias, np.float64))
                 if layer.name == "stem":
@@ -111,6 +114,10 @@ class NumpyResMLP:
             h += b2
         out = h @ self.out_W
         out += self.out_b
+        if self.log_vols:
+            out = np.exp(out)
+            if cache is not None:
+                cache.append(out)  # vjp's factor
         return out
 
     def jacobian(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -141,10 +148,16 @@ class NumpyResMLP:
             s = expit(t)
             h = h + (t * s) @ W2 + b2
             T = T + (Tt * (s * (1.0 + t * (1.0 - s)))) @ W2
-        return h @ self.out_W + self.out_b, (T @ self.out_W).T
+        y, J = h @ self.out_W + self.out_b, (T @ self.out_W).T
+        if self.log_vols:
+            y = np.exp(y)
+            J *= y[0][:, None]
+        return y, J
 
     def vjp(self, g_out: np.ndarray, cache: list) -> np.ndarray:
         r"""Gradient with respect to the scaled inputs of :math:`\sum g_{out} \cdot \hat y`."""
+        if self.log_vols:
+            g_out, cache = g_out * cache[-1], cache[:-1]
         gh = g_out @ self.out_W.T
         n_pre = len(self.layers)
         for (W1, _, g, _, W2, _, _), (that, inv, v) in zip(reversed(self.blocks), reversed(cache[n_pre:]),

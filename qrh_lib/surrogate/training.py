@@ -41,7 +41,8 @@ def create_training_callbacks(
     checkpoint: bool = True,
     verbose: int = 0,
 ) -> list:
-    """Callbacks: early stopping (best weights restored), LR reduction, best checkpoint, TensorBoard, CSV.
+    """Callbacks: the weights' moving average if configured, early stopping (best weights restored), LR reduction,
+    best checkpoint, TensorBoard, CSV.
 
     Parameters
     ----------
@@ -56,7 +57,7 @@ def create_training_callbacks(
     patience, lr_patience, lr_factor, min_lr = cfg.patience, cfg.lr_patience, cfg.lr_factor, cfg.min_lr
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    cbs = [
+    cbs = ema_callbacks(cfg) + [
         keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True, verbose=verbose),
         keras.callbacks.ReduceLROnPlateau(
             monitor=monitor, factor=lr_factor, patience=lr_patience, min_lr=min_lr, verbose=verbose
@@ -73,6 +74,13 @@ def create_training_callbacks(
         tb = Path(tensorboard_dir) if tensorboard_dir else REPORTS_DIR / "tensorboard" / run_dir.name
         cbs.append(keras.callbacks.TensorBoard(log_dir=str(tb), histogram_freq=0, write_graph=False))
     return cbs
+
+
+def ema_callbacks(config: TrainConfig) -> list:
+    """With ``config.ema_momentum``: the moving average of the weights swapped in for each validation and at each
+    epoch's end, so early stopping, the learning-rate cuts and the checkpoint see, keep and restore the averaged
+    weights (put it before them)."""
+    return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema_momentum is not None else []
 
 
 def _has_tensorboard() -> bool:
@@ -138,13 +146,13 @@ def train_surrogate(
             "median_se_pts": VOL_POINTS * med,
             "table": errs.to_dict(orient="list"),
         }
-    pca_info = fit_pca_components(y_train, K=K, use_scaler=pca_cfg.use_pca_scaler)
+    pca_info = fit_pca_components(y_train, K=K, use_scaler=pca_cfg.use_pca_scaler, log_vols=pca_cfg.log_vols)
     model = build_resmlp_pca_model(pca_info, cfg.model, seed=cfg.seed)
     compile_advanced_qrh_model(model, grid, cfg, pca_info=pca_info)
     if run_dir is not None:
         callbacks = create_training_callbacks(run_dir, cfg, tensorboard_dir=tensorboard_dir)
     else:
-        callbacks = [
+        callbacks = ema_callbacks(cfg) + [
             keras.callbacks.EarlyStopping(patience=cfg.patience, restore_best_weights=True),
             keras.callbacks.ReduceLROnPlateau(factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr),
         ]

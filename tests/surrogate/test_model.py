@@ -190,3 +190,24 @@ def test_missing_labels_are_masked_in_the_loss_and_metrics():
     m = RMSEVolPoints()
     m.update_state(y_nan, p)
     assert float(m.result()) == pytest.approx(100 * np.sqrt(np.mean((p - y)[known] ** 2)), rel=1e-5)
+
+
+def test_log_vols_network_ends_with_the_exponential_and_its_loss_compares_log_vols(data):
+    # A PCA of log vols: the reconstruction layer is exp(b + c W), the PCA's own inverse; the loss's error is
+    # 100 log(prediction / label), also with missing labels, and survives serialisation.
+    d, _ = data
+    info = fit_pca_components(d["y"], K=10, log_vols=True)
+    model = build_resmlp_pca_model(info, width=16, n_blocks=1, seed=0)
+    layer = get_reconstruction_layer(model)
+    c = np.random.default_rng(0).standard_normal((20, 10))
+    np.testing.assert_allclose(np.asarray(layer(c.astype(np.float32))), pca_inverse_transform(c, info), rtol=1e-5)
+    loss = make_surface_loss(GRID, LossConfig(huber_delta=1000.0, sobolev_strike=0.0, sobolev_maturity=0.0),
+                             model=model)
+    assert loss.log_vols and make_surface_loss(GRID, LossConfig(), pca_info=info).log_vols
+    y = np.full((1, 60), 0.3, np.float32)
+    p = y * 1.02  # 2% too high everywhere: 100 log(1.02) = 1.98 "vol points" of log vol
+    expected = 0.5 * (100 * np.log(1.02)) ** 2
+    assert float(loss(y, p)) == pytest.approx(expected, rel=1e-4)
+    y[0, :10] = np.nan  # missing labels add nothing
+    assert float(loss(y, p)) == pytest.approx(expected * 50 / 60, rel=1e-4)
+    assert float(QRHSurfaceLoss.from_config(loss.get_config())(y, p)) == pytest.approx(float(loss(y, p)), rel=1e-6)

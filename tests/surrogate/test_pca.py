@@ -81,3 +81,26 @@ def test_serialisation_round_trip(surfaces):
 def test_bad_K_raises(surfaces):
     with pytest.raises(ValueError, match="K must be"):
         fit_pca_components(surfaces["y"], K=61)
+
+
+def test_log_vols_pca_reconstructs_vols_and_survives_serialisation(surfaces):
+    y = surfaces["y"]
+    info = fit_pca_components(y, K=60, log_vols=True)
+    assert info["log_vols"]
+    c = pca_transform_targets(y, info)
+    # Full rank: the round trip through log vols is exact; the affine map reconstructs the log vols.
+    np.testing.assert_allclose(pca_inverse_transform(c, info), y, rtol=1e-12)
+    W, b = reconstruction_affine(info)
+    np.testing.assert_allclose(b + c @ W, np.log(y), atol=1e-12)
+    back = pca_from_arrays(*pca_to_arrays(info))
+    assert back["log_vols"]
+    np.testing.assert_array_equal(pca_inverse_transform(c, back), pca_inverse_transform(c, info))
+    low = fit_pca_components(y, K=3, log_vols=True)  # truncated: positive surfaces whatever the coefficients
+    assert np.all(pca_inverse_transform(10 * pca_transform_targets(y, low), low) > 0)
+
+
+def test_log_vols_refuses_non_positive_vols(surfaces):
+    y = surfaces["y"].copy()
+    y[5, 7] = 0.0
+    with pytest.raises(ValueError, match="y_train_raw: log_vols needs positive vols"):
+        fit_pca_components(y, K=5, log_vols=True)

@@ -113,14 +113,17 @@ def test_outside_the_stable_domain_raises_naming_a_its_ratio_and_a_star(stable_s
     assert back.domain == stable_surrogate.domain
 
 
-@pytest.mark.parametrize("kw", [{"residual": False}, {"layer_norm": False}, {}])
+@pytest.mark.parametrize("kw", [{"residual": False}, {"layer_norm": False}, {}, {"log_vols": True},
+                                {"residual": False, "log_vols": True}])
 def test_numpy_copy_of_every_architecture(kw):
     from qrh_lib.surrogate import NumpyResMLP
     from qrh_lib.surrogate.model import build_resmlp_pca_model
     from qrh_lib.surrogate.pca import fit_pca_components
 
     rng = np.random.default_rng(0)
-    model = build_resmlp_pca_model(fit_pca_components(rng.random((100, 60)), K=6), width=16, n_blocks=2, **kw)
+    kw = dict(kw)
+    info = fit_pca_components(0.1 + rng.random((100, 60)), K=6, log_vols=kw.pop("log_vols", False))
+    model = build_resmlp_pca_model(info, width=16, n_blocks=2, **kw)
     for w in model.weights:  # random weights everywhere (the blocks' second layer starts at zero)
         w.assign(0.3 * rng.standard_normal(w.shape))
     net, xs = NumpyResMLP(model), rng.uniform(-1, 1, (4, 15))
@@ -132,3 +135,21 @@ def test_numpy_copy_of_every_architecture(kw):
     y, J = net.jacobian(xs)  # forward mode: every output's gradient, the same as one backward pass per output
     np.testing.assert_allclose(y, net.forward(xs), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(np.einsum("nd,ndi->ni", g, J), net.vjp(g, cache), rtol=1e-9, atol=1e-10)
+
+
+def test_log_vols_surrogate_trains_saves_and_loads(synthetic_dataset_dir, X, tmp_path):
+    # The VIX network's target: a PCA of log vols. Its artifact keeps the exponential (Keras layer, NumPy copy,
+    # PCA metadata), so the loaded surrogate predicts the same positive vols on every path.
+    from qrh_lib.surrogate.config import TrainConfig
+    from qrh_lib.surrogate.training import train_from_folder
+
+    cfg = TrainConfig.from_flat(dict(n_components=8, width=32, n_blocks=2, epochs=5, batch_size=64, seed=1,
+                                     log_vols=True))
+    sur = train_from_folder(synthetic_dataset_dir, cfg)[0]
+    p = sur.predict(X)
+    assert sur.pca_info["log_vols"] and sur.numpy_net.log_vols and np.all(p > 0)
+    np.testing.assert_allclose(sur.predict_numpy(X), p, rtol=5e-6)
+    back = QRHSurrogate.load(sur.save(tmp_path / "log_vols"))
+    assert back.pca_info["log_vols"] and back.numpy_net.log_vols
+    np.testing.assert_array_equal(back.predict(X), p)
+    np.testing.assert_array_equal(back.predict_numpy(X), sur.predict_numpy(X))

@@ -90,3 +90,22 @@ def test_vix_train_config_layers_the_vix_recipe_and_the_overrides():
         vix_train_config({"lr": 1e-3}, seed=0)
     with pytest.raises(ValueError, match="set elsewhere"):
         vix_train_config({"seed": 1}, seed=0)
+
+
+def test_weight_averaging_is_what_validation_sees_and_what_training_keeps(synthetic_dataset_dir):
+    # ema_momentum: the moving average of the weights is swapped in for each validation and kept by early stopping,
+    # so the returned network's validation loss is the best one the history shows, not the raw weights' one.
+    d = load_dataset(synthetic_dataset_dir)
+    cfg = TrainConfig.from_flat({**TINY, "dropout_rate": 0.0, "epochs": 12, "patience": 3, "ema_momentum": 0.9,
+                                 "seed": 3})
+    n = 256
+    sur, hist = train_surrogate(d["train_X"][:n], d["train_y"][:n], d["val_X"][:64], d["val_y"][:64], d["x_scaler"],
+                                d["grid"], d["box"], cfg)
+    xs = d["x_scaler"].transform(d["val_X"][:64]).astype(np.float32)
+    val = float(sur.model.compute_loss(xs, d["val_y"][:64].astype(np.float32), sur.model(xs)))
+    assert val == pytest.approx(min(hist["val_loss"]), rel=1e-4)
+    # (were the callback after early stopping, that would keep raw weights judged by their average's loss)
+    raw, _ = _train(d, 3, dropout_rate=0.0, epochs=12, patience=3)
+    assert not all(np.array_equal(a, b) for a, b in zip(raw, sur.model.get_weights(), strict=True))
+    with pytest.raises(ValueError, match="ema_momentum = 1.5"):
+        TrainConfig(ema_momentum=1.5)
