@@ -8,6 +8,7 @@ designs against the truth set's low-noise SPX and VIX labels, and times the join
 ``benchmarks/results/vix.json``.
 
     python benchmarks/vix.py [--run-dir book/run] [--targets 50]
+    python benchmarks/vix.py --run-dir runs/rz --truth-dir data/truth_rz --out vix_rz.json   # the rz profile's run
     python benchmarks/vix.py --ablation [--variants recipe squared_error]   # the VIX network's loss, vix_ablation.json
     python benchmarks/vix.py --ablation --run-dir runs/rz --truth-dir data/truth_rz --out vix_ablation_rz.json
 """
@@ -165,8 +166,9 @@ def main(argv=None) -> int:
                    help="train the VIX network variants of ABLATION on the run's dataset (writes vix_ablation.json)")
     p.add_argument("--variants", nargs="*", default=None, help="with --ablation: only these variants")
     p.add_argument("--dataset", default=None, help="with --ablation: a dataset folder (default: the run's)")
-    p.add_argument("--truth-dir", default=None, help="with --ablation: the truth set (default: data/truth)")
-    p.add_argument("--out", default="vix_ablation.json", help="with --ablation: the JSON file in benchmarks/results")
+    p.add_argument("--truth-dir", default=None, help="the truth set of the run's grids (default: data/truth)")
+    p.add_argument("--out", default=None,
+                   help="the JSON file in benchmarks/results (default: vix.json, or vix_ablation.json with --ablation)")
     a = p.parse_args(argv)
     d = load_dataset(a.dataset if a.ablation and a.dataset else dataset_path(a.run_dir))
     if a.ablation:
@@ -179,7 +181,7 @@ def main(argv=None) -> int:
                   "truth_vix_median_se_pts": float(VOL_POINTS * np.nanmedian(truth["vix_iv_se"])),
                   "label_vix_median_se_pts": float(VOL_POINTS * np.nanmedian(d["train_vix_iv_se"])),
                   "variants": ablation(d, truth, variants)}
-        path = RESULTS_DIR / a.out
+        path = RESULTS_DIR / (a.out or "vix_ablation.json")
         if path.exists():  # keep the other variants' results when they were judged on the same data and truth set
             old = read_json(path)
             old_data = dict(old.get("dataset", {}), path=str(Path(old.get("dataset", {}).get("path", "")).resolve()))
@@ -192,7 +194,7 @@ def main(argv=None) -> int:
                 "vix": QRHSurrogate.load(run_path(a.run_dir, "vix_surrogate"))}
     except FileNotFoundError as err:
         raise SystemExit(f"{err}: run the main job (make run) with notebook 09 first") from None
-    truth = load_truth_set()
+    truth = load_truth_set(a.truth_dir) if a.truth_dir else load_truth_set()
     judged = {"two_networks": {}}
     for w, sur in surs.items():
         y, se = (truth["y"], truth["iv_se"]) if w == "spx" else (truth["vix_y"], truth["vix_iv_se"])
@@ -220,6 +222,7 @@ def main(argv=None) -> int:
     result = {
         "benchmark": "vix", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
         "dataset": {"path": str(d["path"]), "n_train": int(len(d["train_X"])), "config": d["manifest"]["config"]},
+        "truth_set": a.truth_dir or "data/truth",
         "label_median_se_pts": {"spx": float(VOL_POINTS * np.nanmedian(d["train_iv_se"])),
                                 "vix": float(VOL_POINTS * np.nanmedian(d["train_vix_iv_se"])),
                                 "vix_truth": float(VOL_POINTS * np.nanmedian(truth["vix_iv_se"]))},
@@ -230,7 +233,7 @@ def main(argv=None) -> int:
                               "median_fit_vix_pts": float(np.median(fit_vix)),
                               "p90_fit_vix_pts": float(np.percentile(fit_vix, 90))},
     }
-    out = save_json(RESULTS_DIR / "vix.json", result)
+    out = save_json(RESULTS_DIR / (a.out or "vix.json"), result)
     print(out, {k: result[k] for k in ("label_median_se_pts", "against_the_truth_set", "joint_calibration")})
     return 0
 
