@@ -107,7 +107,7 @@ class TrainConfig:
     learning_rate: float = 2e-3  # initial Adam learning rate
     clipnorm: float | None = None  # gradient norm clipping (None: none)
     weight_decay: float | None = None  # decoupled weight decay of Adam (None: none)
-    ema_momentum: float | None = None  # moving average of the weights, per step (Polyak); None: none
+    ema_momentum: float | None = None  # moving average of the weights (Polyak), over about 1/(1 - m) steps; None: none
     batch_size: int = 128  # surfaces per gradient step
     epochs: int = 3000  # most epochs: early stopping ends training
     patience: int = 60  # epochs without validation improvement before stopping
