@@ -47,7 +47,7 @@ def two_heads(d: dict, seed: int = 0):
     import keras
     import tensorflow as tf
 
-    from qrh_lib.surrogate.model import PCAReconstruction, make_surface_loss
+    from qrh_lib.surrogate.model import PCAReconstruction, make_optimizer, make_surface_loss
     from qrh_lib.surrogate.pca import fit_pca_components, reconstruction_affine
     from qrh_lib.surrogate.training import ema_callbacks, set_global_determinism
 
@@ -69,9 +69,7 @@ def two_heads(d: dict, seed: int = 0):
                                       name=f"{pre}surface")(c))
         losses.append(make_surface_loss(grid, part.loss, pca_info=info))
     model = keras.Model(x_in, outs)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate,
-                                                  use_ema=vix_cfg.ema_momentum is not None,
-                                                  ema_momentum=vix_cfg.ema_momentum or 0.99), loss=losses)
+    model.compile(optimizer=make_optimizer(cfg.replace_flat(ema_momentum=vix_cfg.ema_momentum)), loss=losses)
     xs = {s_: d["x_scaler"].transform(d[f"{s_}_X"]).astype(np.float32) for s_ in ("train", "val")}
     ys = {s_: (d[f"{s_}_y"].astype(np.float32), d[f"{s_}_vix_y"].astype(np.float32)) for s_ in ("train", "val")}
     ds = (tf.data.Dataset.from_tensor_slices((xs["train"], ys["train"]))

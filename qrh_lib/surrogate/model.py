@@ -388,6 +388,13 @@ class RMSEVolPoints(keras.metrics.RootMeanSquaredError):
         return VOL_POINTS * super().result()
 
 
+def make_optimizer(config: TrainConfig) -> keras.optimizers.Adam:
+    """Adam with ``config``'s learning rate, clipping, weight decay and moving average of the weights."""
+    return keras.optimizers.Adam(learning_rate=config.learning_rate, clipnorm=config.clipnorm,
+                                 weight_decay=config.weight_decay, use_ema=config.ema_momentum is not None,
+                                 ema_momentum=config.ema_momentum or 0.99)
+
+
 def compile_advanced_qrh_model(
     model: keras.Model,
     grid: Grid | None = None,
@@ -405,9 +412,7 @@ def compile_advanced_qrh_model(
     cfg = train.loss
     loss = make_surface_loss(grid, cfg, pca_info=pca_info, model=model)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=train.learning_rate, clipnorm=train.clipnorm,
-                                        weight_decay=train.weight_decay, use_ema=train.ema_momentum is not None,
-                                        ema_momentum=train.ema_momentum or 0.99),
+        optimizer=make_optimizer(train),
         loss=loss,
         metrics=[mae_vol_points, RMSEVolPoints()],
     )
