@@ -49,7 +49,7 @@ def two_heads(d: dict, seed: int = 0):
 
     from qrh_lib.surrogate.model import PCAReconstruction, make_optimizer, make_surface_loss
     from qrh_lib.surrogate.pca import fit_pca_components, reconstruction_affine
-    from qrh_lib.surrogate.training import ema_callbacks, set_global_determinism
+    from qrh_lib.surrogate.training import set_global_determinism, stopping_callbacks
 
     cfg = TrainConfig(seed=seed)
     set_global_determinism(seed)
@@ -69,13 +69,13 @@ def two_heads(d: dict, seed: int = 0):
                                       name=f"{pre}surface")(c))
         losses.append(make_surface_loss(grid, part.loss, pca_info=info))
     model = keras.Model(x_in, outs)
-    model.compile(optimizer=make_optimizer(cfg.replace_flat(ema_momentum=vix_cfg.ema_momentum)), loss=losses)
+    fit_cfg = cfg.replace_flat(ema_momentum=vix_cfg.ema_momentum)  # the SPX recipe's settings, the VIX average
+    model.compile(optimizer=make_optimizer(fit_cfg), loss=losses)
     xs = {s_: d["x_scaler"].transform(d[f"{s_}_X"]).astype(np.float32) for s_ in ("train", "val")}
     ys = {s_: (d[f"{s_}_y"].astype(np.float32), d[f"{s_}_vix_y"].astype(np.float32)) for s_ in ("train", "val")}
     ds = (tf.data.Dataset.from_tensor_slices((xs["train"], ys["train"]))
           .shuffle(len(xs["train"]), seed=seed, reshuffle_each_iteration=True).batch(cfg.batch_size))
-    stop = ema_callbacks(vix_cfg) + [keras.callbacks.EarlyStopping(patience=cfg.patience, restore_best_weights=True),
-            keras.callbacks.ReduceLROnPlateau(factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr)]
+    stop = stopping_callbacks(fit_cfg)
     hist = model.fit(ds, validation_data=(xs["val"], ys["val"]), epochs=cfg.epochs, callbacks=stop, verbose=0)
 
     def predict(X):

@@ -83,6 +83,15 @@ def ema_callbacks(config: TrainConfig) -> list:
     return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema_momentum is not None else []
 
 
+def stopping_callbacks(config: TrainConfig) -> list:
+    """The weights' moving average if configured, early stopping (best weights restored) and the learning-rate cuts
+    on the validation loss: what a training without a run folder needs."""
+    return ema_callbacks(config) + [
+        keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr),
+    ]
+
+
 def _has_tensorboard() -> bool:
     """TensorBoard logging needs the ``tensorboard`` package (not a dependency of tensorflow-cpu >= 2.21)."""
     import importlib.util
@@ -152,10 +161,7 @@ def train_surrogate(
     if run_dir is not None:
         callbacks = create_training_callbacks(run_dir, cfg, tensorboard_dir=tensorboard_dir)
     else:
-        callbacks = ema_callbacks(cfg) + [
-            keras.callbacks.EarlyStopping(patience=cfg.patience, restore_best_weights=True),
-            keras.callbacks.ReduceLROnPlateau(factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr),
-        ]
+        callbacks = stopping_callbacks(cfg)
     callbacks.append(progress.keras_callback(cfg.epochs))  # epochs done, on the pipeline's terminal
     xs_tr = x_scaler.transform(np.asarray(X_train, np.float64)).astype(np.float32)
     xs_va = x_scaler.transform(np.asarray(X_val, np.float64)).astype(np.float32)
