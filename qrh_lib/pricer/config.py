@@ -38,6 +38,7 @@ class MCConfig:
     antithetic: bool = True  # antithetic pairs (xi, -xi)
     q_cap: float = 400.0  # cap on (Z - b)^2 (Rosenbaum & Zhang's footnote); never reached in the RZ box
     batch_size: int = 8  # parameter sets simulated together
+    memory_budget_gb: float = 4.0  # a batch whose arrays would exceed this is refused (GB; not part of any key)
     dtype: str = "float32"  # simulation precision; statistics are always float64
     alpha: float = ALPHA  # roughness (fixed for the surrogate)
     n_factors: int = N_FACTORS  # number of factors
@@ -62,6 +63,8 @@ class MCConfig:
             raise ValueError(f"steps_per_hedge = {self.steps_per_hedge} must be >= 0 (0: no hedge control)")
         if self.batch_size < 1:
             raise ValueError(f"batch_size = {self.batch_size} must be >= 1")
+        if not self.memory_budget_gb > 0:
+            raise ValueError(f"memory_budget_gb = {self.memory_budget_gb} must be > 0")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype = {self.dtype!r}; allowed: 'float32', 'float64'")
         if not self.q_cap > 0:
@@ -142,7 +145,8 @@ class GenerationConfig:
             d.pop("max_feedback_ratio")  # no margin applies to the whole box
         d["scheme"] = SCHEME  # a change of the Monte Carlo scheme changes the numbers
         d["mc"] = self.mc_config().to_dict()
-        d["mc"].pop("batch_size")
+        for how in ("batch_size", "memory_budget_gb"):  # how the work is done, not what it computes
+            d["mc"].pop(how)
         d["grid"] = self.get_grid().to_dict()
         if self.vix_grid is None:
             d.pop("vix_grid")  # datasets without VIX labels keep the keys they had

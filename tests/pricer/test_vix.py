@@ -11,7 +11,7 @@ from qrh_lib.iv import black_vega, implied_total_vol
 from qrh_lib.params import RZ_BOX
 from qrh_lib.pricer import vix
 from qrh_lib.pricer.config import MCConfig
-from qrh_lib.pricer.mc import QRHEngine, time_grid
+from qrh_lib.pricer.mc import MemoryBudgetError, QRHEngine, simulation_bytes, time_grid
 from qrh_lib.pricer.moments import expected_variance, feedback_ratio
 
 STATES = sample_inputs(3, RZ_BOX, seed=11, domain="stable")
@@ -41,22 +41,43 @@ def test_vix_squared_is_the_average_forward_variance_of_the_next_30_days():
         np.testing.assert_allclose(mean[r], [forward_variance_average(x, t) for t in T], rtol=1e-10)
 
 
+def test_a_batch_over_the_memory_budget_is_refused_before_it_runs():
+    """The nested test's former single batch (2,048 states x 256 paths, every step a recorded date) needed about
+    28 GB by the engine's estimate and was killed at 24 GB; the engine now refuses it with the sizes."""
+    cfg = MCConfig(n_paths=256, steps_per_hedge=0, batch_size=2048)
+    times = time_grid([vix.VIX_WINDOW], cfg.steps_per_year, cfg.first_step, cfg.grading)
+    engine = QRHEngine(Grid(times[1:], np.zeros((1, times.size - 1))), cfg)
+    states = np.repeat(STATES[:1], 2048, axis=0)
+    with pytest.raises(MemoryBudgetError, match=r"2048 parameter sets x 256 paths, 1084 recorded dates.*"
+                                                r"about 2\d\.\d GB, over MCConfig.memory_budget_gb = 4 GB"):
+        engine.simulate(states, np.arange(2048))
+    assert simulation_bytes(INNER_BATCH, 256, 10, times.size - 1, 1, 1, False, False) < 1e9
+
+
 def test_vix_grid_must_sit_on_the_simulated_expiries():
     with pytest.raises(ValueError, match="VIX grid.s maturities must be among the SPX grid.s"):
         vix.price_spx_vix(STATES[:1], default_grid(), vix.rz_vix_grid(), MCConfig(n_paths=64))
 
 
+#: States per inner simulation: every step is a recorded date, so a batch holds its paths at ~1,100 dates
+#: (64 states x 256 paths: about 0.9 GB by the engine's estimate; all 2,048 at once were killed at 24 GB).
+INNER_BATCH = 64
+
+
 def inner_vix_squared(states, seed, n_paths):
     """Nested Monte Carlo: from each state (row of ``states``, its factors in z0), simulate ``n_paths`` paths over
-    the next 30 days and average V over time on the engine's own time grid (trapezoid), per state."""
-    cfg = MCConfig(n_paths=n_paths, steps_per_hedge=0, batch_size=len(states))
+    the next 30 days and average V over time on the engine's own time grid (trapezoid), per state. The states are
+    simulated in batches of :data:`INNER_BATCH`; a state's numbers depend only on ``(seed, its row)``."""
+    cfg = MCConfig(n_paths=n_paths, steps_per_hedge=0, batch_size=INNER_BATCH)
     times = time_grid([vix.VIX_WINDOW], cfg.steps_per_year, cfg.first_step, cfg.grading)
     grid = Grid(times[1:], np.zeros((1, times.size - 1)))  # every step a recorded date
-    stats = QRHEngine(grid, cfg).simulate(states, np.arange(len(states)), seed=seed)
+    engine = QRHEngine(grid, cfg)
+    means = [engine.simulate(states[lo : lo + INNER_BATCH], np.arange(lo, min(lo + INNER_BATCH, len(states))),
+                             seed=seed).variance_mean for lo in range(0, len(states), INNER_BATCH)]
     x = states
-    Z0 = x[:, 5:] @ QRHEngine(grid, cfg).kernel.c
+    Z0 = x[:, 5:] @ engine.kernel.c
     v0 = x[:, 2] * (Z0 - x[:, 3]) ** 2 + x[:, 4]  # V at the start, exactly
-    v = np.vstack([v0[None, :], stats.variance_mean])  # (steps + 1, B): the inner paths' mean of V at each date
+    v = np.vstack([v0[None, :], np.hstack(means)])  # (steps + 1, B): the inner paths' mean of V at each date
     h = np.diff(times)[:, None]
     return (0.5 * h * (v[1:] + v[:-1])).sum(axis=0) / vix.VIX_WINDOW
 
