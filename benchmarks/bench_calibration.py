@@ -2,6 +2,7 @@
 spread. Writes benchmarks/results/calibration.json.
 
     python benchmarks/bench_calibration.py --surrogate book/run/surrogate [--n-targets 100] [--round-trip 20]
+    python benchmarks/bench_calibration.py --quick --out /tmp/calibration.json   # a check that it runs
 
 Targets come from an independent pricer: the truth set (98,304 Monte Carlo paths a surface, inputs known, points
 no training design contains). Sections, all in one run:
@@ -21,11 +22,10 @@ no training design contains). Sections, all in one run:
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
-from _common import common_parser, get_surrogate, machine, model_summary, write_result
+from _common import get_surrogate, model_summary, parse_args, parser, record, result_path, timed_each, write_result
 
 from qrh_lib.grid import default_grid, sqrt_t_grid
 from qrh_lib.params import PARAM_NAMES
@@ -39,16 +39,15 @@ from qrh_lib.surrogate.quotes import Quotes, calibrate_quotes, interpolate_surfa
 PREVIOUS = {"solver": "lbfgsb", "n_starts": 2, "n_candidates": 256, "maxiter": 100, "ftol": 1e-8, "gtol": 1e-6}
 #: Off-grid quote points: maturities and k / sqrt(T) between the grid's.
 QUOTE_GRID = sqrt_t_grid((45, 120, 240), (-0.4, -0.2, -0.075, 0.025, 0.1, 0.2))
+#: Sizes of ``--quick``.
+QUICK = {"n_targets": 3, "round_trip": 2, "paths": 512, "quote_states": 2}
 
 
 def _run(sur, targets, kw):
-    """Calibrate each target; CPU seconds too (wall time is inflated on a shared machine)."""
-    res, cpu = [], []
-    for t in targets:
-        c0 = time.process_time()
-        res.append(calibrate(sur, t, **kw))
-        cpu.append(time.process_time() - c0)
-    return res, np.asarray(cpu)
+    """Calibrate each target, after a warm-up on the first (the candidate bank, the NumPy copy of the network);
+    CPU seconds too (wall time is inflated on a shared machine)."""
+    t = timed_each(lambda target: calibrate(sur, target, **kw), targets)
+    return t.result, t.cpu
 
 
 def _summary(results, cpu) -> dict:
@@ -67,26 +66,24 @@ def _input_errors(X_found, X_true, box) -> dict:
 
 
 def main(argv=None) -> dict:
-    p = common_parser(__doc__, "calibration")
+    p = parser(__doc__, "calibration", surrogate=True)
     p.add_argument("--n-targets", type=int, default=100)
     p.add_argument("--round-trip", type=int, default=20, help="calibrated inputs re-priced by Monte Carlo")
     p.add_argument("--paths", type=int, default=24_576, help="paths per surface of every Monte Carlo pricing")
     p.add_argument("--label-paths", type=int, default=1024, help="paths of the training labels (recovery noise)")
     p.add_argument("--quote-states", type=int, default=8)
     p.add_argument("--ensemble", nargs="*", default=[], help="artifact folders of an ensemble's members")
-    a = p.parse_args(argv)
+    a = parse_args(p, argv, quick=QUICK)
+    out = result_path(a, "calibration")
 
     sur, origin = get_surrogate(a.surrogate, a.seed)
     truth = load_truth_set()
     n = min(a.n_targets, len(truth["X"]))
     targets, X_true = truth["y"][:n], truth["X"][:n]
     mc_config = MCConfig(n_paths=a.paths)
-    result = {"benchmark": "calibration", "surrogate": origin, "model": model_summary(sur), "machine": machine(),
-              "targets": f"the first {n} surfaces of the truth set (98,304 paths each)",
-              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    result = record("calibration", surrogate=origin, model=model_summary(sur),
+                    targets=f"the first {n} surfaces of the truth set (98,304 paths each)")
 
-    for kw in ({}, PREVIOUS):  # warm-up: the candidate bank, the NumPy copy of the network
-        calibrate(sur, targets[0], **kw)
     res_lsq, cpu_lsq = _run(sur, targets, {})
     res_prev, cpu_prev = _run(sur, targets, PREVIOUS)
     result["speed_fit"] = {"least_squares": {"settings": "qrh_lib.surrogate.calibration.calibrate defaults",
@@ -157,8 +154,7 @@ def main(argv=None) -> dict:
         }
         print(result["ensemble"], flush=True)
 
-    path = write_result("calibration", result, a.out)
-    print(f"wrote {path}")
+    write_result(out, result)
     return result
 
 

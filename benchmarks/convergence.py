@@ -11,26 +11,23 @@ own error is estimated by the reference at half its refinement (candidate ``etd_
 benchmarks/results/convergence.json.
 
     python benchmarks/convergence.py [--n-box 32] [--n-paths 8192] [--refine 32]
+    python benchmarks/convergence.py --quick --out /tmp/convergence.json   # a check that it runs
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import time
-from pathlib import Path
 
 import numpy as np
-from scipy.stats import qmc
+from _common import parse_args, parser, previous_result, record, result_path, sample_domain, timed, write_result
 
-from qrh_lib.artifacts import save_json, versions
+from qrh_lib.domain import Domain
 from qrh_lib.grid import default_grid
 from qrh_lib.params import PARAM_NAMES, RZ_BOX
 from qrh_lib.pricer.convergence import bias_by_maturity, corner_states, scheme_study
 from qrh_lib.pricer.mc import MCConfig, QRHEngine
 from qrh_lib.pricer.moments import second_moment_growth
 
-OUT = Path(__file__).resolve().parent / "results" / "convergence.json"
 TOL = 1e-3  # 0.1 vol point
 GRIDS = {  # the candidates' time grid (MCConfig settings); the reference refines it
     "default": {"steps_per_year": 365, "first_step": 1e-5, "grading": 0.01},  # 930 steps
@@ -41,6 +38,8 @@ GRIDS = {  # the candidates' time grid (MCConfig settings); the reference refine
     "two_stage": {"steps_per_year": 730, "first_step": 5e-6, "grading": 0.005, "fine_until": 1 / 365,
                   "late_grading": 0.02},
 }
+#: Sizes of ``--quick``: two states of the box, one candidate, few paths, a coarse reference.
+QUICK = {"n_box": 2, "n_paths": 256, "refine": 2, "candidates": ["implicit"], "sets": ["box_stable"]}
 CANDIDATES = {  # name: (factor scheme, split of each step of the default grid)
     "implicit": ("implicit", 1),
     "etd": ("etd", 1),
@@ -62,39 +61,30 @@ def per_state(X, res, grid):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__, "convergence")
     p.add_argument("--n-box", type=int, default=32)
     p.add_argument("--n-paths", type=int, default=8192)
     p.add_argument("--refine", type=int, default=32)
     p.add_argument("--candidates", nargs="*", default=list(CANDIDATES))
-    p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--sets", nargs="*", default=["box_stable", "corners", "corners_near_critical", "box_explosive"],
                    help="sets of states to study; with --update, the others are kept from the existing file")
     p.add_argument("--update", action="store_true", help="add to an existing results file (same refine, paths)")
     p.add_argument("--grid", default="default", choices=sorted(GRIDS),
                    help="time grid of the candidates (the reference refines it); names get a suffix if not default")
-    a = p.parse_args(argv)
+    a = parse_args(p, argv, quick=QUICK)
+    out = result_path(a, "convergence")
     grid = default_grid()
-    box = RZ_BOX.lo + (RZ_BOX.hi - RZ_BOX.lo) * qmc.Sobol(15, seed=21).random(a.n_box)
+    box = sample_domain(a.n_box, Domain(RZ_BOX, None), seed=21)  # the whole box: stable and explosive states
     explosive = second_moment_growth(box) > 0
     sets = {"box_stable": box[~explosive], "corners": corner_states(feedback=0.5),
             "corners_near_critical": corner_states(feedback=0.9), "box_explosive": box[explosive]}
     sets = {k: v for k, v in sets.items() if k in a.sets}
-    result = {
-        "benchmark": "convergence",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "refine": a.refine,
-        "n_paths": a.n_paths,
-        "tolerance": TOL,
-        "versions": versions(),
-        "param_names": list(PARAM_NAMES),
-        "states": {k: v.tolist() for k, v in sets.items()},
-        "grids": {},
-    }
-    if a.update and a.out.exists():
-        old = json.loads(a.out.read_text())
+    result = record("convergence", refine=a.refine, n_paths=a.n_paths, tolerance=TOL, param_names=list(PARAM_NAMES),
+                    states={k: v.tolist() for k, v in sets.items()}, grids={})
+    old = previous_result(out) if a.update else {}
+    if old:
         if (old["refine"], old["n_paths"]) != (a.refine, a.n_paths):
-            raise SystemExit(f"{a.out} was made with other settings; run without --update")
+            raise SystemExit(f"{out} was made with other settings; run without --update")
         for key in ("grids", "candidates"):
             result[key] = old.get(key, {})
         result["states"] = {**old["states"], **result["states"]}
@@ -109,9 +99,8 @@ def main(argv=None):
                         "reference_steps": n_steps * a.refine}
         for name, (sc, sp) in cands.items()})
     for set_name, X in sets.items():
-        t0 = time.perf_counter()
-        res = scheme_study(X, grid, cfg, refine=a.refine, candidates=cands, seed=1)
-        secs = time.perf_counter() - t0
+        run = timed(lambda X=X: scheme_study(X, grid, cfg, refine=a.refine, candidates=cands, seed=1))
+        res, secs = run.result, run.best
         for name in cands:
             entry = result["grids"].setdefault(name + suffix, {})
             entry[set_name] = {
@@ -124,8 +113,8 @@ def main(argv=None):
                         r.get("states_beyond_tol"))
                        for r in entry[set_name]["by_maturity"]]
             print(name + suffix, set_name, json.dumps(summary), flush=True)
-        save_json(a.out, result)
-    print(f"wrote {a.out}")
+        write_result(out, result, quiet=True)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -14,27 +14,24 @@ with every control variate on, by the variance of each implied vol across ``--re
   standard error needs (the spread of the groups' estimates), since one scrambled set gives no error estimate.
 
     python benchmarks/rqmc.py [--states 16] [--reps 12] [--n-qmc 256] [--groups 16]
+    python benchmarks/rqmc.py --quick --out /tmp/rqmc.json   # a check that it runs
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import time
-from pathlib import Path
 
 import numpy as np
+from _common import parse_args, parser, record, result_path, sample_domain, timed, write_result
 from scipy.stats import norm, qmc
 
-from qrh_lib.artifacts import save_json, versions
-from qrh_lib.domain import Domain
 from qrh_lib.grid import default_grid
-from qrh_lib.params import RZ_BOX
 from qrh_lib.pricer.mc import MCConfig, QRHEngine
 from qrh_lib.pricer.pricing import surface_from_paths
 
-OUT = Path(__file__).resolve().parent / "results" / "rqmc.json"
 N_PATHS = 1024
+#: Sizes of ``--quick``: two states, two replications, few knots and groups.
+QUICK = {"states": 2, "reps": 2, "n_qmc": 16, "groups": 2}
 
 
 def bisection_knots(n_steps: int, n_knots: int) -> list[int]:
@@ -79,50 +76,48 @@ def bridge_normals(t, n_knots, rng_seed, n_draws):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__, "rqmc")
     p.add_argument("--states", type=int, default=16)
     p.add_argument("--reps", type=int, default=12)
     p.add_argument("--n-qmc", type=int, default=256)
     p.add_argument("--groups", type=int, default=16)
-    p.add_argument("--out", type=Path, default=OUT)
-    a = p.parse_args(argv)
+    a = parse_args(p, argv, quick=QUICK)
+    out = result_path(a, "rqmc")
     grid = default_grid()
-    X = RZ_BOX.lo + (RZ_BOX.hi - RZ_BOX.lo) * qmc.Sobol(15, seed=5).random(4 * a.states)
-    X = X[Domain(RZ_BOX).contains(X)][: a.states]
+    X = sample_domain(a.states, seed=5)
     idx = np.arange(len(X))
     eng = QRHEngine(grid, MCConfig(n_paths=N_PATHS, batch_size=len(X)))
     D = N_PATHS // 2
+
+    def surface(method, r):
+        if method == "pseudo":
+            st = eng.simulate(X, idx, seed=100 + r)
+        else:
+            g = 1 if method == "rqmc" else a.groups
+            xi = np.stack([np.concatenate([bridge_normals(eng.times, a.n_qmc, (r, i, j), D // g) for j in range(g)],
+                                          axis=-1) for i in idx], axis=2)
+            st = eng.simulate(X, idx, xi=xi.astype(np.float32))
+        return surface_from_paths(st, grid).iv
+
     var, seconds = {}, {}
     for method in ("pseudo", "rqmc", "rqmc_groups"):
-        ivs, t0 = [], time.perf_counter()
-        for r in range(a.reps):
-            if method == "pseudo":
-                st = eng.simulate(X, idx, seed=100 + r)
-            else:
-                g = 1 if method == "rqmc" else a.groups
-                xi = np.stack([np.concatenate([bridge_normals(eng.times, a.n_qmc, (r, i, j), D // g) for j in range(g)],
-                                              axis=-1) for i in idx], axis=2)
-                st = eng.simulate(X, idx, xi=xi.astype(np.float32))
-            ivs.append(surface_from_paths(st, grid).iv)
+        reps = timed(lambda method=method: [surface(method, r) for r in range(a.reps)])
         with np.errstate(invalid="ignore"):
-            var[method] = np.nanvar(np.asarray(ivs), axis=0, ddof=1)
-        seconds[method] = (time.perf_counter() - t0) / (a.reps * len(X))
+            var[method] = np.nanvar(np.asarray(reps.result), axis=0, ddof=1)
+        seconds[method] = reps.best / (a.reps * len(X))
         print(method, f"median sd {100 * np.sqrt(np.nanmedian(var[method])):.3f} vol pt", flush=True)
-    result = {
-        "benchmark": "rqmc", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": versions(),
-        "n_paths": N_PATHS, "states": len(X), "replications": a.reps, "n_qmc_knots": a.n_qmc, "groups": a.groups,
-        "estimator": "every control variate (spot, Black-Scholes, delta hedge)",
-        "median_iv_sd_vol_pts": {m: float(100 * np.sqrt(np.nanmedian(v))) for m, v in var.items()},
-        "seconds_per_surface_including_generation": seconds,
-    }
+    result = record(
+        "rqmc", n_paths=N_PATHS, states=len(X), replications=a.reps, n_qmc_knots=a.n_qmc, groups=a.groups,
+        estimator="every control variate (spot, Black-Scholes, delta hedge)",
+        median_iv_sd_vol_pts={m: float(100 * np.sqrt(np.nanmedian(v))) for m, v in var.items()},
+        seconds_per_surface_including_generation=seconds)
     for m in ("rqmc", "rqmc_groups"):
         ratio = var["pseudo"] / var[m]
         result[f"variance_ratio_pseudo_over_{m}"] = {"median": float(np.nanmedian(ratio)),
                                                      "p10": float(np.nanpercentile(ratio, 10)),
                                                      "p90": float(np.nanpercentile(ratio, 90))}
     print(json.dumps({k: v for k, v in result.items() if k.startswith("variance") or k.startswith("median")}))
-    save_json(a.out, result)
-    print(f"wrote {a.out}")
+    write_result(out, result)
 
 
 if __name__ == "__main__":

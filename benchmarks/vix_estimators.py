@@ -14,30 +14,27 @@ mean, and none. Per estimator it reports
 - the futures' relative bias and spread (%).
 
     python benchmarks/vix_estimators.py [--states 64] [--reps 8] [--paths 1024]
+    python benchmarks/vix_estimators.py --quick --out /tmp/vix_estimators.json   # a check that it runs
 
 Writes ``benchmarks/results/vix_estimators.json``.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-import time
 import warnings
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
+from _common import parse_args, parser, record, result_path, timed, write_result
 
-import numpy as np  # noqa: E402
-from _common import RESULTS_DIR, machine  # noqa: E402
+from qrh_lib.grid import default_grid
+from qrh_lib.iv import VOL_POINTS
+from qrh_lib.pricer.config import MCConfig
+from qrh_lib.pricer.mc import QRHEngine
+from qrh_lib.pricer.truth import load_truth_set
+from qrh_lib.pricer.vix import VIX_CONTROLS, vix_coefficients, vix_from_paths, vix_grid
 
-from qrh_lib.artifacts import save_json  # noqa: E402
-from qrh_lib.grid import default_grid  # noqa: E402
-from qrh_lib.iv import VOL_POINTS  # noqa: E402
-from qrh_lib.pricer.config import MCConfig  # noqa: E402
-from qrh_lib.pricer.mc import QRHEngine  # noqa: E402
-from qrh_lib.pricer.truth import load_truth_set  # noqa: E402
-from qrh_lib.pricer.vix import VIX_CONTROLS, vix_coefficients, vix_from_paths, vix_grid  # noqa: E402
+#: Sizes of ``--quick``: two states, two replications of few paths.
+QUICK = {"states": 2, "reps": 2, "paths": 64}
 
 
 def replications(X, n_paths: int, reps: int, batch: int = 8):
@@ -86,27 +83,25 @@ def summary(est: dict, plain: dict, truth: dict, fr: np.ndarray) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__, "vix_estimators")
     p.add_argument("--states", type=int, default=64)
     p.add_argument("--reps", type=int, default=8)
     p.add_argument("--paths", type=int, default=1024)
-    a = p.parse_args(argv)
+    a = parse_args(p, argv, quick=QUICK)
+    out = result_path(a, "vix_estimators")
     truth = load_truth_set()
     n = min(a.states, len(truth["X"]))
     sub = {k: truth[k][:n] for k in ("X", "vix_y", "vix_future", "feedback_ratio")}
-    t0 = time.perf_counter()
-    est = replications(sub["X"], a.paths, a.reps)
-    result = {
-        "benchmark": "vix_estimators", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine(), "states": n, "replications": a.reps, "paths": a.paths,
-        "truth_set": {"path": str(truth["path"]) if "path" in truth else "data/truth",
-                      "created": truth["manifest"]["created"]},
-        "feedback_ratio_range": [float(sub["feedback_ratio"].min()), float(sub["feedback_ratio"].max())],
-        "estimators": {str(c): summary(est[c], est[None], sub, sub["feedback_ratio"]) for c in VIX_CONTROLS},
-        "seconds": time.perf_counter() - t0,
-    }
-    out = save_json(RESULTS_DIR / "vix_estimators.json", result)
-    print(out)
+    run = timed(lambda: replications(sub["X"], a.paths, a.reps))
+    est = run.result
+    result = record(
+        "vix_estimators", states=n, replications=a.reps, paths=a.paths,
+        truth_set={"path": str(truth["path"]) if "path" in truth else "data/truth",
+                   "created": truth["manifest"]["created"]},
+        feedback_ratio_range=[float(sub["feedback_ratio"].min()), float(sub["feedback_ratio"].max())],
+        estimators={str(c): summary(est[c], est[None], sub, sub["feedback_ratio"]) for c in VIX_CONTROLS},
+        seconds=run.best)
+    write_result(out, result)
     for c, s in result["estimators"].items():
         print(f"{c:5s} bias vs plain {s['bias_vs_plain_pts']:+.2f} vs truth {s['bias_vs_truth_pts']:+.2f} "
               f"spread {s['spread_pts']:.2f} reported {s['reported_se_pts']:.2f} by feedback "
