@@ -4,7 +4,8 @@ Modules: :mod:`.kernel` (the factor approximation of the fractional kernel), :mo
 second moments of the factors), :mod:`.mc` (the engine), :mod:`.mc_numpy` (its NumPy reference),
 :mod:`.pricing` (estimators and implied-vol surfaces), :mod:`.checks` (the model's exact limits),
 :mod:`.convergence` (time-step bias), :mod:`.generate` (datasets), :mod:`.truth` (the truth set),
-:mod:`.published` (published parameter sets), :mod:`.vix` (VIX futures and options from the same paths).
+:mod:`.published` (published parameter sets), :mod:`.vix` (VIX futures and options from the same paths),
+:mod:`.mc_calibration` (calibration by Monte Carlo alone, the reference for market fits).
 It imports the top level of :mod:`qrh_lib` only.
 """
 
@@ -20,6 +21,8 @@ _PUBLIC = {
     "dataset_dir": "generate",
     "generate_dataset": "generate",
     "load_truth_set": "truth",
+    "MCFit": "mc_calibration",
+    "mc_calibrate": "mc_calibration",
     "mc_iv_surface": "pricing",
     "price_surfaces": "pricing",
     "price_with_engine": "pricing",
