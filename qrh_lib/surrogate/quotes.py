@@ -89,6 +89,27 @@ def strike_coordinate(grid: Grid):
                      "k (qrh_lib.grid.rz_grid)")
 
 
+def _strike_frame(grid: Grid, k: np.ndarray, T: np.ndarray):
+    """Points ``(k, T)`` in ``grid``'s strike coordinate (:func:`strike_coordinate`), the grid's strike rows in it,
+    and the coordinate's name."""
+    scale, name = strike_coordinate(grid)
+    m_grid = grid.log_moneyness[:, 0] / scale(grid.maturities[0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = k / scale(T)
+    return m, m_grid, name
+
+
+def in_span(grid: Grid, log_moneyness, maturities) -> np.ndarray:
+    """True where a point ``(k, T)`` lies inside ``grid``'s span, the points :class:`QuoteMap` accepts: ``T``
+    between the grid's first and last maturities and the strike coordinate (:func:`strike_coordinate`) between
+    the grid's lowest and highest strike rows (bounds included; NaN is outside)."""
+    k = np.atleast_1d(np.asarray(log_moneyness, np.float64))
+    T = np.atleast_1d(np.asarray(maturities, np.float64))
+    m, m_grid, _ = _strike_frame(grid, k, T)
+    Tg = grid.maturities
+    return (Tg[0] <= T) & (T <= Tg[-1]) & (m_grid.min() <= m) & (m <= m_grid.max())
+
+
 class QuoteMap:
     """The map from a surface on ``grid`` (flat, strike-major vols) to the vols at the quotes' points."""
 
@@ -96,21 +117,19 @@ class QuoteMap:
         k = np.atleast_1d(np.asarray(log_moneyness, np.float64))
         T = np.atleast_1d(np.asarray(maturities, np.float64))
         Tg = grid.maturities
-        scale, name = strike_coordinate(grid)
-        m_grid = grid.log_moneyness[:, 0] / scale(Tg[0])
+        m, m_grid, name = _strike_frame(grid, k, T)
         order = np.argsort(m_grid)
         if np.any(np.diff(m_grid[order]) <= 0):
             raise ValueError(f"the grid's strike rows must have distinct {name}")
-        with np.errstate(invalid="ignore", divide="ignore"):
-            m = k / scale(T)
-        for j in range(T.size):
+        outside = np.flatnonzero(~in_span(grid, k, T))
+        if outside.size:
+            j = int(outside[0])
             if not Tg[0] <= T[j] <= Tg[-1]:
                 raise ValueError(f"quote {j}: maturity T = {T[j]:.6g} years is outside the grid's span "
                                  f"[{Tg[0]:.6g}, {Tg[-1]:.6g}]")
-            if not m_grid.min() <= m[j] <= m_grid.max():
-                raise ValueError(f"quote {j}: log-moneyness k = {k[j]:.6g} at T = {T[j]:.6g} "
-                                 f"({name} = {m[j]:.6g}) is outside the grid's span "
-                                 f"[{m_grid.min():.6g}, {m_grid.max():.6g}] in {name}")
+            raise ValueError(f"quote {j}: log-moneyness k = {k[j]:.6g} at T = {T[j]:.6g} "
+                             f"({name} = {m[j]:.6g}) is outside the grid's span "
+                             f"[{m_grid.min():.6g}, {m_grid.max():.6g}] in {name}")
         n_K, n_T = grid.shape
         # spline weights in m: the spline of each unit vector of the strike rows, evaluated at the quotes
         spline = CubicSpline(m_grid[order], np.eye(n_K), bc_type="natural")(m)  # (n_q, n_K), rows in sorted order
