@@ -11,39 +11,39 @@ designs against the truth set's low-noise SPX and VIX labels, and times the join
     python benchmarks/vix.py --run-dir runs/rz --truth-dir data/truth_rz --out vix_rz.json   # the rz profile's run
     python benchmarks/vix.py --ablation [--variants recipe squared_error]   # the VIX network's loss, vix_ablation.json
     python benchmarks/vix.py --ablation --run-dir runs/rz --truth-dir data/truth_rz --out vix_ablation_rz.json
+    python benchmarks/vix.py [--ablation --dataset <folder>] --quick --out /tmp/vix.json   # a check: 2 epochs
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
+from _common import parse_args, parser, previous_result, record, result_path, timed, timed_each, write_result
 
-import numpy as np  # noqa: E402
-from _common import RESULTS_DIR, machine  # noqa: E402
+from qrh_lib.artifacts import save_npy
+from qrh_lib.data import load_dataset
+from qrh_lib.iv import VOL_POINTS
+from qrh_lib.paths import RUNS_DIR
+from qrh_lib.pricer.truth import load_truth_set
+from qrh_lib.surrogate import QRHSurrogate
+from qrh_lib.surrogate.config import VIX_RECIPE, TrainConfig, vix_train_config
+from qrh_lib.surrogate.evaluation import truth_metrics
+from qrh_lib.surrogate.joint import JointSurrogate, calibrate_joint
+from qrh_lib.workflow.runs import dataset_path, run_path
 
-from qrh_lib.artifacts import read_json, save_json, save_npy  # noqa: E402
-from qrh_lib.data import load_dataset  # noqa: E402
-from qrh_lib.iv import VOL_POINTS  # noqa: E402
-from qrh_lib.pricer.truth import load_truth_set  # noqa: E402
-from qrh_lib.surrogate import QRHSurrogate  # noqa: E402
-from qrh_lib.surrogate.config import VIX_RECIPE, TrainConfig, vix_train_config  # noqa: E402
-from qrh_lib.surrogate.evaluation import truth_metrics  # noqa: E402
-from qrh_lib.surrogate.joint import JointSurrogate, calibrate_joint  # noqa: E402
-from qrh_lib.workflow.runs import dataset_path, run_path  # noqa: E402
-
+#: Settings of ``--quick``: two epochs of training, two calibration targets.
+QUICK = {"epochs": 2, "targets": 2}
 KEYS = ("mae_pts", "rmse_pts", "rmse_noise_removed_pts", "p99_pts", "max_pts", "mean_rel_pct")
 
 
-def two_heads(d: dict, seed: int = 0):
+def two_heads(d: dict, seed: int = 0, epochs: int | None = None):
     """One network for both: the default recipe's trunk (five SiLU layers of 128) with an SPX head and a VIX head,
     each a linear layer onto all its principal components and the fixed PCA reconstruction (the VIX head's of log
     vols), trained on the sum of the two surface losses (the SPX recipe's on the SPX grid, the VIX network's,
     VIX_RECIPE, on the VIX grid), with the recipe's optimiser and stopping and VIX_RECIPE's moving average of the
-    weights. Returns a function of raw inputs giving (SPX vols, VIX vols) and the epochs run."""
+    weights (``epochs`` caps the recipe's). Returns a function of raw inputs giving (SPX vols, VIX vols) and the
+    epochs run."""
     import keras
     import tensorflow as tf
 
@@ -51,7 +51,7 @@ def two_heads(d: dict, seed: int = 0):
     from qrh_lib.surrogate.pca import fit_pca_components, reconstruction_affine
     from qrh_lib.surrogate.training import set_global_determinism, stopping_callbacks
 
-    cfg = TrainConfig(seed=seed)
+    cfg = TrainConfig(seed=seed) if epochs is None else TrainConfig(seed=seed).replace_flat(epochs=epochs)
     set_global_determinism(seed)
     init = keras.initializers.GlorotUniform
     x_in = keras.Input(shape=(15,))
@@ -120,29 +120,32 @@ ABLATION = {
 ENSEMBLES = {f"{base}_3_seeds": [base, f"{base}_seed_1", f"{base}_seed_2"]
              for base in ("squared_error_no_sobolev", "squared_error_no_sobolev_log_vol",
                           "squared_error_no_sobolev_log_vol_ema_0.999")}
-PREDICTIONS_DIR = Path("runs/vix_ablation")
+PREDICTIONS_DIR = RUNS_DIR / "vix_ablation"
 
 
-def ablation(d: dict, truth: dict, variants: dict, seed: int = 0) -> dict:
-    """Train the VIX network of each variant on the dataset ``d`` (same data and seed) and judge it against the
-    truth set's VIX labels; then every ensemble of :data:`ENSEMBLES` whose members' predictions are all at hand."""
+def ablation(d: dict, truth: dict, variants: dict, seed: int = 0, epochs: int | None = None,
+             predictions_dir: Path = PREDICTIONS_DIR) -> dict:
+    """Train the VIX network of each variant on the dataset ``d`` (same data and seed; ``epochs`` caps the
+    recipe's) and judge it against the truth set's VIX labels; then every ensemble of :data:`ENSEMBLES` whose
+    members' predictions are all at hand in ``predictions_dir``."""
     from qrh_lib.surrogate.training import train_surrogate
 
     out = {}
     tag = f"{Path(d['path']).name}_{truth['manifest']['created'].replace(':', '')}"
     for name, change in variants.items():
-        cfg = TrainConfig(seed=seed).replace_flat(**change)
-        t0 = time.perf_counter()
-        sur, hist = train_surrogate(d["train_X"], d["train_vix_y"], d["val_X"], d["val_vix_y"], d["x_scaler"],
-                                    d["vix_grid"], d["box"], config=cfg, train_iv_se=d["train_vix_iv_se"],
-                                    val_iv_se=d["val_vix_iv_se"], tensorboard_dir=False, domain=d["domain"])
+        cfg = TrainConfig(seed=seed).replace_flat(**change, **({} if epochs is None else {"epochs": epochs}))
+        run = timed(lambda cfg=cfg: train_surrogate(
+            d["train_X"], d["train_vix_y"], d["val_X"], d["val_vix_y"], d["x_scaler"], d["vix_grid"], d["box"],
+            config=cfg, train_iv_se=d["train_vix_iv_se"], val_iv_se=d["val_vix_iv_se"], tensorboard_dir=False,
+            domain=d["domain"]))
+        sur, hist = run.result
         pred = sur.predict(truth["X"])
-        save_npy(PREDICTIONS_DIR / f"{name}_{tag}.npy", pred)
+        save_npy(predictions_dir / f"{name}_{tag}.npy", pred)
         out[name] = {"change": change, **judge(pred, truth, sur.grid),
-                     "epochs_run": len(hist["loss"]), "train_seconds": time.perf_counter() - t0}
+                     "epochs_run": len(hist["loss"]), "train_seconds": run.best}
         print(name, {k: round(v, 3) for k, v in out[name].items() if isinstance(v, float)}, flush=True)
     for name, members in ENSEMBLES.items():
-        files = [PREDICTIONS_DIR / f"{m}_{tag}.npy" for m in members]
+        files = [predictions_dir / f"{m}_{tag}.npy" for m in members]
         if all(path.exists() for path in files):
             pred = np.mean([np.load(path) for path in files], axis=0)
             out[name] = {"members": members, **judge(pred, truth, d["vix_grid"])}
@@ -157,7 +160,7 @@ def judge(pred, truth: dict, grid) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__, "vix")
     p.add_argument("--run-dir", default="book/run", help="a run folder of the main job (with notebook 09)")
     p.add_argument("--targets", type=int, default=50)
     p.add_argument("--ablation", action="store_true",
@@ -165,27 +168,28 @@ def main(argv=None) -> int:
     p.add_argument("--variants", nargs="*", default=None, help="with --ablation: only these variants")
     p.add_argument("--dataset", default=None, help="with --ablation: a dataset folder (default: the run's)")
     p.add_argument("--truth-dir", default=None, help="the truth set of the run's grids (default: data/truth)")
-    p.add_argument("--out", default=None,
-                   help="the JSON file in benchmarks/results (default: vix.json, or vix_ablation.json with --ablation)")
-    a = p.parse_args(argv)
+    p.add_argument("--epochs", type=int, default=None, help="cap on the training epochs (default: the recipe's)")
+    p.add_argument("--predictions-dir", type=Path, default=PREDICTIONS_DIR,
+                   help="with --ablation: where each variant's predictions are kept for the ensembles")
+    a = parse_args(p, argv, quick=QUICK)
+    out = result_path(a, "vix_ablation" if a.ablation else "vix")  # --out defaults to vix_ablation.json there
     d = load_dataset(a.dataset if a.ablation and a.dataset else dataset_path(a.run_dir))
     if a.ablation:
         truth = load_truth_set(a.truth_dir) if a.truth_dir else load_truth_set()
         variants = {k: v for k, v in ABLATION.items() if a.variants is None or k in a.variants}
-        result = {"benchmark": "vix_ablation", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  "machine": machine(),
-                  "dataset": {"path": str(Path(d["path"]).resolve()), "n_train": int(len(d["train_X"]))},
-                  "truth_set": a.truth_dir or "data/truth", "truth_set_created": truth["manifest"]["created"],
-                  "truth_vix_median_se_pts": float(VOL_POINTS * np.nanmedian(truth["vix_iv_se"])),
-                  "label_vix_median_se_pts": float(VOL_POINTS * np.nanmedian(d["train_vix_iv_se"])),
-                  "variants": ablation(d, truth, variants)}
-        path = RESULTS_DIR / (a.out or "vix_ablation.json")
-        if path.exists():  # keep the other variants' results when they were judged on the same data and truth set
-            old = read_json(path)
+        result = record(
+            "vix_ablation", dataset={"path": str(Path(d["path"]).resolve()), "n_train": int(len(d["train_X"]))},
+            truth_set=a.truth_dir or "data/truth", truth_set_created=truth["manifest"]["created"],
+            truth_vix_median_se_pts=float(VOL_POINTS * np.nanmedian(truth["vix_iv_se"])),
+            label_vix_median_se_pts=float(VOL_POINTS * np.nanmedian(d["train_vix_iv_se"])),
+            variants=ablation(d, truth, variants, epochs=a.epochs, predictions_dir=a.predictions_dir),
+            **({} if a.epochs is None else {"epochs_cap": a.epochs}))
+        old = previous_result(out)
+        if old:  # keep the other variants' results when they were judged on the same data and truth set
             old_data = dict(old.get("dataset", {}), path=str(Path(old.get("dataset", {}).get("path", "")).resolve()))
             if old_data == result["dataset"] and old.get("truth_set_created") == result["truth_set_created"]:
                 result["variants"] = old["variants"] | result["variants"]
-        print(save_json(path, result))
+        write_result(out, result)
         return 0
     try:
         surs = {"spx": QRHSurrogate.load(run_path(a.run_dir, "surrogate")),
@@ -199,40 +203,38 @@ def main(argv=None) -> int:
         tm = truth_metrics(y, sur.predict(truth["X"]), sur.grid, truth_se=se)["overall"]
         judged["two_networks"][w] = {k: tm[k] for k in KEYS} | {"epochs_run": sur.config["epochs_run"],
                                                                  "train_seconds": sur.config["train_seconds"]}
-    t0 = time.perf_counter()
-    predict, epochs = two_heads(d)
-    judged["two_heads"] = {"epochs_run": epochs, "train_seconds": time.perf_counter() - t0}
+    run = timed(lambda: two_heads(d, epochs=a.epochs))
+    predict, epochs = run.result
+    judged["two_heads"] = {"epochs_run": epochs, "train_seconds": run.best}
     for w, pred in zip(("spx", "vix"), predict(truth["X"]), strict=True):
         y, se = (truth["y"], truth["iv_se"]) if w == "spx" else (truth["vix_y"], truth["vix_iv_se"])
         tm = truth_metrics(y, pred, surs[w].grid, truth_se=se)["overall"]
         judged["two_heads"][w] = {k: tm[k] for k in KEYS}
     joint = JointSurrogate(surs["spx"], surs["vix"])
     n = min(a.targets, len(truth["X"]))
-    calibrate_joint(joint, truth["y"][0], truth["vix_y"][0])  # builds the candidate bank once
+    # the warm-up builds the candidate bank once
+    fits = timed_each(lambda i: calibrate_joint(joint, truth["y"][i], truth["vix_y"][i]), range(n)).result
     d_spx = surs["spx"].grid.size
     rows = []
-    for i in range(n):
-        r = calibrate_joint(joint, truth["y"][i], truth["vix_y"][i])
+    for i, r in enumerate(fits):
         fit = r.iv - np.concatenate([truth["y"][i], truth["vix_y"][i]])
         rows.append((r.seconds, VOL_POINTS * np.sqrt(np.nanmean(fit[:d_spx] ** 2)),
                      VOL_POINTS * np.sqrt(np.nanmean(fit[d_spx:] ** 2))))
     sec, fit_spx, fit_vix = (np.array(c) for c in zip(*rows, strict=True))
-    result = {
-        "benchmark": "vix", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
-        "dataset": {"path": str(d["path"]), "n_train": int(len(d["train_X"])), "config": d["manifest"]["config"]},
-        "truth_set": a.truth_dir or "data/truth",
-        "label_median_se_pts": {"spx": float(VOL_POINTS * np.nanmedian(d["train_iv_se"])),
-                                "vix": float(VOL_POINTS * np.nanmedian(d["train_vix_iv_se"])),
-                                "vix_truth": float(VOL_POINTS * np.nanmedian(truth["vix_iv_se"]))},
-        "against_the_truth_set": judged,
-        "joint_calibration": {"targets": n, "median_ms": float(1e3 * np.median(sec)),
-                              "p90_ms": float(1e3 * np.percentile(sec, 90)),
-                              "median_fit_spx_pts": float(np.median(fit_spx)),
-                              "median_fit_vix_pts": float(np.median(fit_vix)),
-                              "p90_fit_vix_pts": float(np.percentile(fit_vix, 90))},
-    }
-    out = save_json(RESULTS_DIR / (a.out or "vix.json"), result)
-    print(out, {k: result[k] for k in ("label_median_se_pts", "against_the_truth_set", "joint_calibration")})
+    result = record(
+        "vix", dataset={"path": str(d["path"]), "n_train": int(len(d["train_X"])), "config": d["manifest"]["config"]},
+        truth_set=a.truth_dir or "data/truth",
+        label_median_se_pts={"spx": float(VOL_POINTS * np.nanmedian(d["train_iv_se"])),
+                             "vix": float(VOL_POINTS * np.nanmedian(d["train_vix_iv_se"])),
+                             "vix_truth": float(VOL_POINTS * np.nanmedian(truth["vix_iv_se"]))},
+        against_the_truth_set=judged, **({} if a.epochs is None else {"two_heads_epochs_cap": a.epochs}),
+        joint_calibration={"targets": n, "median_ms": float(1e3 * np.median(sec)),
+                           "p90_ms": float(1e3 * np.percentile(sec, 90)),
+                           "median_fit_spx_pts": float(np.median(fit_spx)),
+                           "median_fit_vix_pts": float(np.median(fit_vix)),
+                           "p90_fit_vix_pts": float(np.percentile(fit_vix, 90))})
+    write_result(out, result)
+    print({k: result[k] for k in ("label_median_se_pts", "against_the_truth_set", "joint_calibration")})
     return 0
 
 
