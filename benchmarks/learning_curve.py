@@ -9,6 +9,8 @@ datasets share the design, so runs at equal ``n_design`` differ only in the labe
     python benchmarks/learning_curve.py ablation     # the recipe, element by element -> results/ablation.json
     python benchmarks/learning_curve.py curve        # sizes and label budgets -> results/learning_curve.json
     python benchmarks/learning_curve.py ensemble     # deep ensemble at the largest size -> results/ensemble.json
+    python benchmarks/learning_curve.py curve --quick --results-dir /tmp/lc --data-dir /tmp/lc/data \
+        --models-dir /tmp/lc/models   # a check that it runs: tiny datasets, three epochs
 
 Each run is appended to the JSON as soon as it ends (the script resumes where it stopped). Runs use one
 training seed; differences of a few percent between recipes are within the seed-to-seed spread.
@@ -16,24 +18,27 @@ training seed; differences of a few percent between recipes are within the seed-
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
+from _common import parse_args, parser, previous_result, record, result_path, utc_now, write_result
 
-import numpy as np  # noqa: E402
-from _common import RESULTS_DIR, machine  # noqa: E402
-
-from qrh_lib.data import MAX_MISSING_VOLS  # noqa: E402
-from qrh_lib.pricer.generate import GenerationConfig, dataset_dir, generate_dataset, load_shards  # noqa: E402
-from qrh_lib.pricer.truth import load_truth_set  # noqa: E402
-from qrh_lib.surrogate.evaluation import truth_metrics  # noqa: E402
+from qrh_lib.data import MAX_MISSING_VOLS
+from qrh_lib.paths import RAW_DATA_DIR, RUNS_DIR
+from qrh_lib.pricer.generate import GenerationConfig, dataset_dir, generate_dataset, load_shards
+from qrh_lib.pricer.truth import load_truth_set
+from qrh_lib.surrogate.evaluation import truth_metrics
 
 SEED = 0
+#: The learning curve's sizes (design points at ``--paths``) and its budget points (design points, paths).
+SIZES = (2048, 4096, 8192, 16_384)
+BUDGET = ("8192:512", "4096:1024", "1024:4096")
+#: Settings of ``--quick``: tiny datasets, three epochs, two ablation variants, two ensemble members.
+QUICK = {"n_design": 256, "source_n": 256, "paths": 64, "members": 2, "epochs": 3, "sizes": [128, 256],
+         "budget": ["128:128"], "variants": ["plain MLP (baseline)", "+ PCA head, K = 30"]}
 #: The plain MLP of the baseline: 5 SiLU layers of 128, linear output (all 60 PCA components: no truncation),
 #: mean squared error (a Huber threshold far above any error), uniform weights, no smoothness terms.
 PLAIN = {"residual": False, "n_blocks": 4, "width": 128, "n_components": 60, "huber_delta": 1e4,
@@ -69,11 +74,11 @@ ABLATION = {
 }
 
 
-def design_split(n_design: int, n_paths: int, source_n: int | None = None) -> dict:
-    """Train/val arrays of the first ``n_design`` design points of the dataset of ``source_n`` points (priced
-    here if missing; the shards already priced are enough when they cover ``n_design``)."""
+def design_split(n_design: int, n_paths: int, source_n: int | None = None, root: Path = RAW_DATA_DIR) -> dict:
+    """Train/val arrays of the first ``n_design`` design points of the dataset of ``source_n`` points in ``root``
+    (priced here if missing; the shards already priced are enough when they cover ``n_design``)."""
     cfg = GenerationConfig(n_samples=source_n or n_design, seed=SEED, mc={"n_paths": n_paths})
-    out = dataset_dir(cfg)
+    out = dataset_dir(cfg, root)
     need = -(-n_design // cfg.shard_size)
     if not all((out / "shards" / f"shard_{s:05d}.npz").exists() for s in range(need)):
         generate_dataset(cfg, out)
@@ -120,12 +125,11 @@ def judge(sur, truth: dict) -> tuple[dict, np.ndarray]:
     return row, pred
 
 
-def trained(data: dict, recipe: dict, key: str, seed: int = SEED):
-    """The surrogate of a run, from ``runs/learning_curve/<key>`` when it was trained before."""
-    from qrh_lib.paths import RUNS_DIR
+def trained(data: dict, recipe: dict, key: str, seed: int = SEED, models: Path = RUNS_DIR / "learning_curve"):
+    """The surrogate of a run, from ``<models>/<key>`` when it was trained before."""
     from qrh_lib.surrogate import QRHSurrogate
 
-    path = RUNS_DIR / "learning_curve" / key
+    path = Path(models) / key
     if (path / "model.keras").exists():
         return QRHSurrogate.load(path)
     sur = train(data, recipe, seed)
@@ -149,10 +153,9 @@ def _key(*parts) -> str:
 class Results:
     """A JSON file of runs, rewritten after each run; a run whose key is present is not redone."""
 
-    def __init__(self, name: str, about: dict):
-        self.path = RESULTS_DIR / f"{name}.json"
-        old = json.loads(self.path.read_text()) if self.path.exists() else {}
-        self.doc = {"benchmark": name, "about": about, "machine": machine(), "runs": old.get("runs", [])}
+    def __init__(self, path: Path, name: str, about: dict):
+        self.path = path
+        self.doc = record(name, about=about, runs=previous_result(path).get("runs", []))
 
     def done(self, key: str):
         return next((r for r in self.doc["runs"] if r.get("key") == key), None)
@@ -163,22 +166,25 @@ class Results:
         self.save()
 
     def save(self):
-        from qrh_lib.artifacts import save_json
-
-        self.doc["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        save_json(self.path, self.doc)
+        self.doc["created"] = utc_now()
+        write_result(self.path, self.doc, quiet=True)
 
 
-def run_ablation(n_design: int, n_paths: int, source_n: int):
-    data = design_split(n_design, n_paths, source_n)
-    res = Results("ablation", {"n_design": n_design, "n_paths": n_paths, "seed": SEED, "plain": PLAIN,
-                               "seed_recipe": SEED_RECIPE, "judged_on": "truth set (qrh_lib.pricer.truth)"})
+def run_ablation(out: Path, n_design: int, n_paths: int, source_n: int, data_dir: Path, models: Path,
+                 variants=None, epochs: int | None = None):
+    data = design_split(n_design, n_paths, source_n, data_dir)
+    cap = {} if epochs is None else {"epochs": epochs}
+    res = Results(out, "ablation", {"n_design": n_design, "n_paths": n_paths, "seed": SEED, "plain": {**PLAIN, **cap},
+                                    "seed_recipe": {**SEED_RECIPE, **cap},
+                                    "judged_on": "truth set (qrh_lib.pricer.truth)"})
     todo = {}
     for name, change in ABLATION.items():
-        recipe = SEED_RECIPE if change == "seed" else {**PLAIN, **change}
+        if variants is not None and name not in variants:
+            continue
+        recipe = {**(SEED_RECIPE if change == "seed" else {**PLAIN, **change}), **cap}
         key = _key(name, recipe, n_design, n_paths)
         if not res.done(key):
-            todo[name] = (key, trained(data, recipe, key))  # trained first: the truth set may still be pricing
+            todo[name] = (key, trained(data, recipe, key, models=models))  # first: the truth set may still be pricing
     truth = wait_for_truth()
     for name, (key, sur) in todo.items():
         row, _ = judge(sur, truth)
@@ -194,11 +200,11 @@ def power_law(n, err) -> dict:
     return {"A": float(np.exp(intercept)), "exponent": float(-slope)}
 
 
-def run_curve(recipe: dict, sizes, budget, source_n: int, main_paths: int):
+def run_curve(out: Path, recipe: dict, sizes, budget, source_n: int, main_paths: int, data_dir: Path, models: Path):
     truth = wait_for_truth()
-    res = Results("learning_curve", {"recipe": recipe, "seed": SEED, "sizes": list(sizes),
-                                     "budget_points": [list(b) for b in budget],
-                                     "judged_on": "truth set (qrh_lib.pricer.truth)"})
+    res = Results(out, "learning_curve", {"recipe": recipe, "seed": SEED, "sizes": list(sizes),
+                                          "budget_points": [list(b) for b in budget],
+                                          "judged_on": "truth set (qrh_lib.pricer.truth)"})
     todo = [(n, main_paths, source_n, "size") for n in sizes] + [(n, p, n, "budget") for n, p in budget]
     for n, p, src, kind in todo:
         key = _key(recipe, n, p)
@@ -208,7 +214,7 @@ def run_curve(recipe: dict, sizes, budget, source_n: int, main_paths: int):
                 prev["kinds"].append(kind)
                 res.save()
             continue
-        row, _ = judge(trained(design_split(n, p, src), recipe, key), truth)
+        row, _ = judge(trained(design_split(n, p, src, data_dir), recipe, key, models=models), truth)
         print(f"{kind} n_design {n} paths {p}: MAE {row['truth_mae_pts']:.3f} RMSE(noise removed) "
               f"{row['truth_rmse_noise_removed_pts']:.3f} ({row['epochs_run']} epochs, {row['train_seconds']:.0f} s)",
               flush=True)
@@ -225,15 +231,16 @@ def run_curve(recipe: dict, sizes, budget, source_n: int, main_paths: int):
         res.save()
 
 
-def run_ensemble(recipe: dict, n_design: int, n_paths: int, source_n: int, members: int):
+def run_ensemble(out: Path, recipe: dict, n_design: int, n_paths: int, source_n: int, members: int, data_dir: Path,
+                 models: Path):
     truth = wait_for_truth()
-    data = design_split(n_design, n_paths, source_n)
-    res = Results("ensemble", {"recipe": recipe, "n_design": n_design, "n_paths": n_paths, "members": members})
+    data = design_split(n_design, n_paths, source_n, data_dir)
+    res = Results(out, "ensemble", {"recipe": recipe, "n_design": n_design, "n_paths": n_paths, "members": members})
     preds = []
     for s in range(members):
         # seed 0 is the learning curve's run at this size
         key = _key(recipe, n_design, n_paths) if s == SEED else _key(recipe, n_design, n_paths, s)
-        row, pred = judge(trained(data, recipe, key, seed=s), truth)
+        row, pred = judge(trained(data, recipe, key, seed=s, models=models), truth)
         preds.append(pred)
         print(f"member {s}: MAE {row['truth_mae_pts']:.3f}", flush=True)
         if not res.done(key):
@@ -256,24 +263,39 @@ def run_ensemble(recipe: dict, n_design: int, n_paths: int, source_n: int, membe
     print(json.dumps(res.doc["ensemble"], indent=1))
 
 
+#: The result file of each study.
+RESULT = {"ablation": "ablation", "curve": "learning_curve", "ensemble": "ensemble"}
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=("ablation", "curve", "ensemble"))
+    p = parser(__doc__, "<study>")
+    p.add_argument("what", choices=tuple(RESULT), help=f"the study; writes {', '.join(RESULT.values())}.json")
     p.add_argument("--n-design", type=int, default=4096, help="design points of the ablation / ensemble")
     p.add_argument("--source-n", type=int, default=16_384, help="size of the dataset the sizes are taken from")
     p.add_argument("--paths", type=int, default=1024, help="paths per label of the main dataset")
     p.add_argument("--members", type=int, default=5)
-    a = p.parse_args(argv)
+    p.add_argument("--sizes", type=int, nargs="*", default=list(SIZES), help="curve: design points at --paths")
+    p.add_argument("--budget", nargs="*", default=list(BUDGET), help="curve: budget points, design_points:paths")
+    p.add_argument("--variants", nargs="*", default=None, help="ablation: only these recipes (names of ABLATION)")
+    p.add_argument("--epochs", type=int, default=None, help="cap on the training epochs (default: the recipe's)")
+    p.add_argument("--data-dir", type=Path, default=RAW_DATA_DIR, help="folder of the datasets (priced if missing)")
+    p.add_argument("--models-dir", type=Path, default=RUNS_DIR / "learning_curve",
+                   help="folder of the trained surrogates (a run found there is not trained again)")
+    a = parse_args(p, argv, quick=QUICK)
+    out = result_path(a, RESULT[a.what])
     from qrh_lib.surrogate.config import TrainConfig
 
     final = {k: v for k, v in TrainConfig().to_flat().items() if k not in ("seed",)}
+    if a.epochs is not None:
+        final["epochs"] = a.epochs
+    where = {"data_dir": a.data_dir, "models": a.models_dir}
     if a.what == "ablation":
-        run_ablation(a.n_design, a.paths, a.source_n)
+        run_ablation(out, a.n_design, a.paths, a.source_n, variants=a.variants, epochs=a.epochs, **where)
     elif a.what == "curve":
-        run_curve(final, sizes=(2048, 4096, 8192, 16_384), budget=((8192, 512), (4096, 1024), (1024, 4096)),
-                  source_n=a.source_n, main_paths=a.paths)
+        budget = [tuple(int(v) for v in b.split(":")) for b in a.budget]
+        run_curve(out, final, sizes=a.sizes, budget=budget, source_n=a.source_n, main_paths=a.paths, **where)
     else:
-        run_ensemble(final, a.n_design, a.paths, a.source_n, a.members)
+        run_ensemble(out, final, a.n_design, a.paths, a.source_n, a.members, **where)
     return 0
 
 
