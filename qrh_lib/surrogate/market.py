@@ -1,0 +1,352 @@
+r"""Market quotes from a file: an option chain of implied vols (SPX or VIX) read into :class:`~.quotes.Quotes`.
+
+The table (a CSV file or a pandas DataFrame) has one row per expiry and strike, in the shape of the shared files
+(:func:`qrh_lib.paths.market_file`):
+
+==========  =========================================================================================
+``Expiry``  expiry date, yyyymmdd (optional: without it the expiries are told apart by ``Texp``)
+``Texp``    maturity in years
+``Strike``  strike
+``Bid``     bid implied vol, decimals (empty: no bid)
+``Ask``     ask implied vol, decimals (empty: no ask)
+``Fwd``     the expiry's forward; for the VIX, the expiry's VIX future
+==========  =========================================================================================
+
+Other columns (``CallMid``, an unnamed index) are ignored. A quote becomes log-moneyness
+:math:`k = \log(K/F)`, maturity ``Texp``, mid vol ``(Bid + Ask) / 2`` and its bid and ask (the calibration weighs
+it by 1 / spread^2). The files give one vol per strike (put and call share it), so there is no side of the money to
+choose between.
+
+Every row ends one of three ways; nothing is dropped silently:
+
+- **an error** (``ValueError`` naming the column and the row, with its file line for a CSV) when the file is
+  malformed: a missing column, a value that is not a number (or an ``Expiry`` that is not a yyyymmdd date), a
+  missing expiry, maturity, strike or forward, ``Texp <= 0``, ``Fwd <= 0``, ``Strike <= 0``, a vol <= 0 (an ask
+  <= 0 or a negative bid; a bid of exactly 0 is a drop, below) or an infinite one, an expiry whose rows disagree
+  on ``Texp`` or ``Fwd``, two rows of the same expiry and strike; and, with ``strict=True``, a bid above the ask;
+- **a drop**, counted by reason (:data:`DROP_REASONS`, the first that applies) in the :class:`DropReport`, for a
+  quote the calibration cannot use: one side missing, a zero bid, bid above ask (crossed), bid equal to ask
+  (locked: no spread, an infinite weight), outside the span of the surrogate's grid (:func:`.quotes.in_span`, the
+  test :class:`.quotes.QuoteMap` applies), or left out by a selection (:func:`select_expiries`,
+  :func:`thin_strikes`);
+- **kept**: :attr:`MarketQuotes.quotes`.
+
+A crossed quote is a drop by default and an error with ``strict=True``: in a real chain a bid above the ask is a
+stale or asynchronous side, as common as a missing one (the shared files have none), while in a table written by
+hand it more likely means swapped columns. A locked quote is dropped in both modes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..grid import SPX_GRIDS, VIX_GRIDS, Grid, grid_from
+from ..iv import VOL_POINTS
+from ..paths import MARKET_DATE, market_file
+from .quotes import Quotes, in_span
+
+#: Columns a quotes table must have (``Expiry`` is optional, the rest of the file's columns are ignored).
+REQUIRED_COLUMNS = ("Texp", "Strike", "Bid", "Ask", "Fwd")
+#: Why a quote is dropped, in the order the reasons are tried (a quote counts under the first that applies).
+DROP_REASONS = {
+    "one_sided": "bid or ask missing",
+    "zero_bid": "bid of zero",
+    "crossed": "bid above ask",
+    "locked": "bid equal to ask",
+    "outside_span": "outside the grid's span",
+    "not_selected": "expiry not selected",
+    "thinned": "strikes thinned",
+}
+#: Day count of the years in ``Texp`` used only to print maturities in days (the shared files' 365.25).
+DAYS_PER_YEAR = 365.25
+
+
+@dataclass(frozen=True)
+class DropReport:
+    """How many rows of a quotes table were kept, and how many were dropped for each reason.
+
+    Attributes
+    ----------
+    source : str
+        The file's name, or ``"DataFrame"``.
+    total : int
+        Rows in the table.
+    dropped : tuple of (str, int)
+        ``(reason, count)`` for every reason of :data:`DROP_REASONS`, in its order.
+    """
+
+    source: str
+    total: int
+    dropped: tuple[tuple[str, int], ...]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Drops by reason."""
+        return dict(self.dropped)
+
+    @property
+    def kept(self) -> int:
+        return self.total - sum(c for _, c in self.dropped)
+
+    def __str__(self) -> str:
+        lines = [f"{self.source}: {self.total:,} rows, {self.kept:,} kept, {self.total - self.kept:,} dropped"]
+        lines += [f"  {reason:<13}{count:>7,}  {DROP_REASONS[reason]}" for reason, count in self.dropped]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, eq=False)
+class MarketQuotes:
+    """A validated quotes table, every row with its fate.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        Every row of the file in its order (index: the row's position), with columns ``Expiry`` (if the file has
+        it), ``Texp``, ``Strike``, ``Bid``, ``Ask``, ``Fwd``, ``k`` (log-moneyness) and ``dropped`` (``""`` for a
+        kept quote, else its reason from :data:`DROP_REASONS`).
+    source : str
+        The file's name, or ``"DataFrame"``.
+    """
+
+    table: pd.DataFrame
+    source: str
+
+    @property
+    def expiry_column(self) -> str:
+        """The column that tells the expiries apart: ``Expiry``, or ``Texp`` for a table without it."""
+        return "Expiry" if "Expiry" in self.table else "Texp"
+
+    @property
+    def kept(self) -> pd.DataFrame:
+        """The kept rows, with their mid vol in a column ``mid``."""
+        t = self.table[self.table["dropped"] == ""].drop(columns="dropped")
+        return t.assign(mid=0.5 * (t["Bid"] + t["Ask"]))
+
+    @property
+    def quotes(self) -> Quotes:
+        """The kept rows as :class:`Quotes`: ``log(Strike / Fwd)``, ``Texp``, mid vol, bid and ask."""
+        t = self.kept
+        return Quotes(t["k"].to_numpy(), t["Texp"].to_numpy(), t["mid"].to_numpy(), bid=t["Bid"].to_numpy(),
+                      ask=t["Ask"].to_numpy())
+
+    @property
+    def report(self) -> DropReport:
+        counts = self.table["dropped"].value_counts()
+        return DropReport(self.source, len(self.table), tuple((r, int(counts.get(r, 0))) for r in DROP_REASONS))
+
+    def by_expiry(self) -> pd.DataFrame:
+        """Per expiry: ``Texp``, ``days`` (``Texp`` x 365.25), ``rows``, ``kept``, the count of every reason that
+        dropped a row of the table, and the median bid-ask spread of the kept quotes in vol points."""
+        t, key = self.table, self.expiry_column
+        fate = pd.crosstab(t[key], t["dropped"]).rename(columns={"": "kept"})
+        out = pd.DataFrame({"Texp": t["Texp"].groupby(t[key]).first(), "rows": t[key].value_counts()})
+        out["days"] = (out["Texp"] * DAYS_PER_YEAR).round(1)
+        out["kept"] = fate["kept"] if "kept" in fate else 0
+        for reason in DROP_REASONS:
+            if reason in fate:
+                out[reason] = fate[reason]
+        kept = self.kept
+        out["median_spread_pts"] = ((kept["Ask"] - kept["Bid"]) * VOL_POINTS).groupby(kept[key]).median()
+        return out.sort_index()
+
+    def drop(self, mask, reason: str) -> MarketQuotes:
+        """These quotes with the kept rows where ``mask`` holds (a boolean array over :attr:`table`'s rows)
+        dropped for ``reason``."""
+        if reason not in DROP_REASONS:
+            raise ValueError(f"drop reason {reason!r} is not one of {list(DROP_REASONS)}")
+        dropped = self.table["dropped"].to_numpy(copy=True)
+        dropped[np.asarray(mask, bool) & (dropped == "")] = reason
+        return replace(self, table=self.table.assign(dropped=dropped))
+
+
+def _read(source) -> tuple[pd.DataFrame, str, bool]:
+    if isinstance(source, pd.DataFrame):
+        return source.reset_index(drop=True), "DataFrame", False
+    path = Path(source)
+    return pd.read_csv(path), path.name, True
+
+
+class _Rows:
+    """Names rows in errors: position in the table, file line for a CSV (after its header), expiry and strike."""
+
+    def __init__(self, df: pd.DataFrame, source: str, csv: bool):
+        self.df, self.source, self.csv = df, source, csv
+
+    def name(self, i: int) -> str:
+        s = f"row {i}" + (f" (line {i + 2})" if self.csv else "")
+        key = "Expiry" if "Expiry" in self.df else "Texp"
+        what = [f"{c} {self.value(c, i)}" for c in (key, "Strike") if c in self.df]
+        return s + (f" [{', '.join(what)}]" if what else "")
+
+    def check(self, bad, column: str, problem: str):
+        """Raise for the first row where ``bad`` holds: its column, its value and ``problem``."""
+        idx = np.flatnonzero(np.asarray(bad, bool))
+        if idx.size:
+            i = int(idx[0])
+            more = f" (and {idx.size - 1} more rows)" if idx.size > 1 else ""
+            raise ValueError(f"{self.source}: {self.name(i)}: column {column} = {self.value(column, i)} "
+                             f"{problem}{more}")
+
+    def value(self, column: str, i: int) -> str:
+        v = self.df[column].iloc[i]
+        return repr(v) if isinstance(v, str) else str(v.item() if hasattr(v, "item") else v)
+
+
+def _validated(raw: pd.DataFrame, source: str, csv: bool, strict: bool) -> pd.DataFrame:
+    """The table's columns as numbers, every malformed row refused (see the module docstring)."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in raw]
+    if missing:
+        raise ValueError(f"{source}: missing column(s) {', '.join(missing)} (a quotes table needs "
+                         f"{', '.join(REQUIRED_COLUMNS)}; Expiry optional)")
+    if raw.empty:
+        raise ValueError(f"{source}: no rows")
+    columns = (["Expiry"] if "Expiry" in raw else []) + list(REQUIRED_COLUMNS)
+    rows = _Rows(raw, source, csv)
+    df = pd.DataFrame(index=raw.index)
+    for c in columns:
+        blank = raw[c].isna() | raw[c].astype(str).str.strip().eq("")
+        df[c] = pd.to_numeric(raw[c].where(~blank), errors="coerce")
+        rows.check(df[c].isna() & ~blank, c, "is not a number")
+        if c not in ("Bid", "Ask"):
+            rows.check(blank, c, "is missing (only Bid and Ask may be empty)")
+    rows.df = df
+    if "Expiry" in df:
+        day = pd.to_datetime(df["Expiry"].astype(str).str.removesuffix(".0"), format="%Y%m%d", errors="coerce")
+        rows.check(day.isna() | (df["Expiry"] % 1 != 0), "Expiry", "is not a date yyyymmdd")
+        df["Expiry"] = df["Expiry"].astype(np.int64)
+    rows.check(~(df["Texp"] > 0), "Texp", "is not a positive maturity in years")
+    rows.check(~(df["Fwd"] > 0), "Fwd", "is not a positive forward")
+    rows.check(~(df["Strike"] > 0), "Strike", "is not a positive strike")
+    for c in ("Texp", "Fwd", "Strike"):
+        rows.check(np.isinf(df[c]), c, "is not finite")
+    rows.check(df["Bid"] < 0, "Bid", "is a negative vol")
+    rows.check(df["Ask"] <= 0, "Ask", "is not a positive vol")
+    for c in ("Bid", "Ask"):
+        rows.check(np.isinf(df[c]), c, "is not finite")
+    key = "Expiry" if "Expiry" in df else "Texp"
+    for c in ("Texp", "Fwd"):
+        if c != key:
+            first = df.groupby(key)[c].transform("first")
+            rows.check(~np.isclose(df[c], first, rtol=1e-10, atol=0), c,
+                       f"differs from the first row of the same {key} (one {c} per expiry)")
+    dup = np.flatnonzero(df.duplicated([key, "Strike"], keep=False))
+    if dup.size:
+        i = int(dup[0])
+        j = int(np.flatnonzero((df[key] == df[key].iloc[i]) & (df["Strike"] == df["Strike"].iloc[i]))[1])
+        raise ValueError(f"{source}: {rows.name(i)} and {rows.name(j)} are duplicate rows: the same {key} and "
+                         f"Strike ({dup.size} rows repeat an expiry and strike)")
+    if strict:
+        rows.check(df["Bid"] > df["Ask"], "Bid", "is above the Ask (a crossed quote; strict=False drops it)")
+    df["k"] = np.log(df["Strike"] / df["Fwd"])
+    return df
+
+
+def load_quotes(source, grid: Grid | None = None, *, strict: bool = False) -> MarketQuotes:
+    """Read a quotes table (the module docstring), refusing a malformed one and dropping, with a count, the quotes
+    the calibration cannot use.
+
+    Parameters
+    ----------
+    source : str, path or pandas.DataFrame
+        A CSV file or a table in the shared files' shape.
+    grid : Grid, optional
+        The surrogate's grid: quotes outside its span are dropped (``outside_span``). None keeps every maturity
+        and strike.
+    strict : bool
+        Refuse a bid above the ask (an error naming the row) instead of dropping it as ``crossed``.
+
+    Returns
+    -------
+    MarketQuotes
+        Its :attr:`~MarketQuotes.quotes` are the kept quotes, its :attr:`~MarketQuotes.report` counts the drops.
+    """
+    raw, name, csv = _read(source)
+    t = _validated(raw, name, csv, strict)
+    mq = MarketQuotes(t.assign(dropped=""), name)
+    bid, ask = t["Bid"].to_numpy(), t["Ask"].to_numpy()
+    with np.errstate(invalid="ignore"):
+        for reason, mask in (("one_sided", np.isnan(bid) | np.isnan(ask)), ("zero_bid", bid == 0),
+                             ("crossed", bid > ask), ("locked", bid == ask)):
+            mq = mq.drop(mask, reason)
+    return mq if grid is None else keep_in_span(mq, grid)
+
+
+def load_market_quotes(underlying: str = "spx", date: str = MARKET_DATE, grid="default", *,
+                       strict: bool = False) -> MarketQuotes:
+    """:func:`load_quotes` of the shared file of ``underlying`` (``"spx"`` or ``"vix"``) on ``date``
+    (:func:`qrh_lib.paths.market_file`), inside ``grid``: a Grid, a name of the underlying's grids
+    (``"default"``, ``"rz"``: :data:`qrh_lib.grid.SPX_GRIDS`, :data:`~qrh_lib.grid.VIX_GRIDS`) or None."""
+    path = market_file(underlying, date)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {underlying.upper()} quotes for {date}: {path} does not exist (put the file "
+                                "there, or point $QRH_MARKET_DIR at its folder)")
+    if grid is not None and not isinstance(grid, Grid):
+        grid = grid_from(grid, SPX_GRIDS if underlying == "spx" else VIX_GRIDS)
+    return load_quotes(path, grid, strict=strict)
+
+
+def keep_in_span(mq: MarketQuotes, grid: Grid) -> MarketQuotes:
+    """Drop the kept quotes outside ``grid``'s span (``outside_span``): the quotes :class:`.quotes.QuoteMap`
+    refuses (:func:`.quotes.in_span`)."""
+    t = mq.table
+    return mq.drop(~in_span(grid, t["k"].to_numpy(), t["Texp"].to_numpy()), "outside_span")
+
+
+def select_expiries(mq: MarketQuotes, expiries=None, *, maturities=None, max_count: int | None = None
+                    ) -> MarketQuotes:
+    """Keep the quotes of some expiries only; the others' are dropped as ``not_selected``. Give one of:
+
+    Parameters
+    ----------
+    expiries : sequence
+        Values of the expiry column (``Expiry`` yyyymmdd, or ``Texp`` without it); each must have kept quotes.
+    maturities : sequence of float
+        Maturities in years: the expiry with kept quotes nearest to each.
+    max_count : int
+        At most this many of the expiries with kept quotes, evenly spread by rank from the first to the last.
+    """
+    if sum(x is not None for x in (expiries, maturities, max_count)) != 1:
+        raise ValueError("select_expiries: give one of expiries, maturities or max_count")
+    key = mq.expiry_column
+    kept = mq.kept
+    have = kept["Texp"].groupby(kept[key]).first().sort_values()
+    if expiries is not None:
+        chosen = list(expiries)
+        absent = [e for e in chosen if e not in have.index]
+        if absent:
+            raise ValueError(f"select_expiries: {key} {absent} have no kept quotes (expiries with kept quotes: "
+                             f"{have.index.tolist()})")
+    elif maturities is not None:
+        T = have.to_numpy()
+        chosen = [have.index[int(np.argmin(np.abs(T - t)))] for t in np.atleast_1d(maturities)]
+    else:
+        if max_count < 1:
+            raise ValueError(f"select_expiries: max_count must be at least 1, got {max_count}")
+        ranks = np.unique(np.round(np.linspace(0, have.size - 1, min(max_count, have.size))).astype(int))
+        chosen = have.index[ranks].tolist()
+    return mq.drop(~mq.table[key].isin(chosen).to_numpy(), "not_selected")
+
+
+def thin_strikes(mq: MarketQuotes, max_per_expiry: int) -> MarketQuotes:
+    r"""Keep at most ``max_per_expiry`` quotes per expiry, evenly spread in :math:`k/\sqrt T`: the kept quote
+    nearest to each of ``max_per_expiry`` values from the expiry's lowest to its highest (each quote once, ends
+    included); the others are dropped as ``thinned``."""
+    if max_per_expiry < 1:
+        raise ValueError(f"thin_strikes: max_per_expiry must be at least 1, got {max_per_expiry}")
+    kept = mq.kept
+    m = kept["k"] / np.sqrt(kept["Texp"])
+    keep = []
+    for _, mi in m.groupby(kept[mq.expiry_column]):
+        if mi.size <= max_per_expiry:
+            keep += mi.index.tolist()
+            continue
+        left = mi.copy()
+        for target in np.linspace(mi.min(), mi.max(), max_per_expiry):
+            i = (left - target).abs().idxmin()
+            keep.append(i)
+            left = left.drop(i)
+    return mq.drop(~mq.table.index.isin(keep), "thinned")
