@@ -15,9 +15,11 @@ It needs the commit in the clone's history (not a shallow clone); ``--sections v
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -61,6 +63,7 @@ def previous_engine(commit: str):
             raise SystemExit(f"the previous engine is read from git at commit {commit}, which this checkout does not "
                              f"have ({err}); fetch it, or run --sections variance") from None
         root = Path(tempfile.mkdtemp(prefix="qrh_previous_engine_"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
         with tarfile.open(fileobj=BytesIO(tar)) as t:
             t.extractall(root, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
         (root / "qrh_lib").rename(root / name)
