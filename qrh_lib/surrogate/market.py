@@ -34,6 +34,10 @@ Every row ends one of three ways; nothing is dropped silently:
 A crossed quote is a drop by default and an error with ``strict=True``: in a real chain a bid above the ask is a
 stale or asynchronous side, as common as a missing one (the shared files have none), while in a table written by
 hand it more likely means swapped columns. A locked quote is dropped in both modes.
+
+A day's quotes stay where they are (:data:`qrh_lib.paths.MARKET_DATA_DIR`); what the project keeps of them is a
+compact summary, raw SVI fitted per SPX expiry with its fit error (:func:`svi_summary`), written by
+``python -m qrh_lib.surrogate.market`` to ``data/market/svi_spx_<date>.json``.
 """
 
 from __future__ import annotations
@@ -44,9 +48,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..grid import SPX_GRIDS, VIX_GRIDS, Grid, grid_from
+from ..grid import DEFAULT_M, SPX_GRIDS, VIX_GRIDS, Grid, grid_from
 from ..iv import VOL_POINTS
-from ..paths import MARKET_DATE, market_file
+from ..paths import DATA_DIR, MARKET_DATE, market_file
 from .quotes import Quotes, in_span
 
 #: Columns a quotes table must have (``Expiry`` is optional, the rest of the file's columns are ignored).
@@ -63,6 +67,8 @@ DROP_REASONS = {
 }
 #: Day count of the years in ``Texp`` used only to print maturities in days (the shared files' 365.25).
 DAYS_PER_YEAR = 365.25
+#: Where :func:`main` writes a day's SVI summary (committed: parameters and fit errors, never the quotes).
+SVI_SUMMARY_DIR = DATA_DIR / "market"
 
 
 @dataclass(frozen=True)
@@ -350,3 +356,121 @@ def thin_strikes(mq: MarketQuotes, max_per_expiry: int) -> MarketQuotes:
             keep.append(i)
             left = left.drop(i)
     return mq.drop(~mq.table.index.isin(keep), "thinned")
+
+
+# --------------------------------------------------------------------------- a compact summary of a day's quotes
+#: Raw SVI's parameters (Gatheral 2004): total variance
+#: :math:`w(k) = a + b\,(\rho (k - m) + \sqrt{(k - m)^2 + \sigma^2})`.
+SVI_PARAMS = ("a", "b", "rho", "m", "sigma")
+_SVI_LO = (-10.0, 0.0, -0.999, -3.0, 1e-4)
+_SVI_HI = (10.0, 10.0, 0.999, 3.0, 10.0)
+
+
+def svi_total_variance(k, a, b, rho, m, sigma) -> np.ndarray:
+    """Raw SVI total implied variance :math:`w(k)` at log-moneyness ``k`` (see :data:`SVI_PARAMS`)."""
+    x = np.asarray(k, np.float64) - m
+    return a + b * (rho * x + np.sqrt(x * x + sigma * sigma))
+
+
+def fit_svi(log_moneyness, maturity: float, iv) -> tuple[np.ndarray, float]:
+    """Raw SVI fitted to the vols ``iv`` of one expiry by least squares on the vols (from a few starts).
+
+    Returns
+    -------
+    params : ndarray, shape (5,)
+        ``a, b, rho, m, sigma`` (:data:`SVI_PARAMS`).
+    rmse_pts : float
+        The fit's RMSE in vol points.
+    """
+    from scipy.optimize import least_squares
+
+    k, iv, T = np.asarray(log_moneyness, np.float64), np.asarray(iv, np.float64), float(maturity)
+
+    def vols(p):
+        return np.sqrt(np.maximum(svi_total_variance(k, *p), 1e-12) / T)
+
+    def jacobian(p):
+        _, b, rho, m, sigma = p
+        x = k - m
+        r = np.sqrt(x * x + sigma * sigma)
+        dw = np.stack([np.ones_like(k), rho * x + r, b * x, -b * (rho + x / r), b * sigma / r], axis=1)
+        return dw / (2.0 * T * vols(p))[:, None]
+
+    order = np.argsort(k)
+    w_atm = float(np.interp(0.0, k[order], (iv * iv * T)[order]))
+    best = None
+    for rho in (-0.7, -0.3, 0.0):
+        for sigma in (0.05, 0.2):
+            p0 = np.clip([0.5 * w_atm, 0.1 * min(np.sqrt(T), 1.0), rho, 0.0, sigma * np.sqrt(T)], _SVI_LO, _SVI_HI)
+            fit = least_squares(lambda p: vols(p) - iv, p0, jac=jacobian, bounds=(_SVI_LO, _SVI_HI), x_scale="jac")
+            if best is None or fit.cost < best.cost:
+                best = fit
+    return best.x, float(np.sqrt(np.mean(best.fun**2)) * VOL_POINTS)
+
+
+def svi_summary(mq: MarketQuotes) -> pd.DataFrame:
+    """Per expiry of the kept quotes: raw SVI fitted to the mids (:func:`fit_svi`), with the number of quotes, the
+    fit's RMSE in vol points, the share of quotes whose SVI vol lies inside the bid-ask spread and the median
+    spread in vol points."""
+    kept, key = mq.kept, mq.expiry_column
+    rows = {}
+    for e, q in kept.groupby(kept[key]):
+        T = float(q["Texp"].iloc[0])
+        p, rmse = fit_svi(q["k"], T, q["mid"])
+        fitted = np.sqrt(np.maximum(svi_total_variance(q["k"].to_numpy(), *p), 0.0) / T)
+        rows[e] = {"Texp": T, "quotes": len(q), **dict(zip(SVI_PARAMS, p.tolist(), strict=True)), "rmse_pts": rmse,
+                   "inside_spread": float(np.mean((fitted >= q["Bid"]) & (fitted <= q["Ask"]))),
+                   "median_spread_pts": float((q["Ask"] - q["Bid"]).median() * VOL_POINTS)}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(key)
+
+
+def svi_summary_path(date: str = MARKET_DATE) -> Path:
+    return SVI_SUMMARY_DIR / f"svi_spx_{date}.json"
+
+
+#: The strike span of the SVI summary, in k / sqrt(T): the default grid's strike rows, at every maturity.
+SVI_SPAN = (min(DEFAULT_M), max(DEFAULT_M))
+
+
+def svi_quotes(date: str = MARKET_DATE) -> MarketQuotes:
+    """The quotes the SVI summary fits: the day's two-sided SPX quotes with k / sqrt(T) in :data:`SVI_SPAN` (the
+    others dropped as ``outside_span``), at every maturity."""
+    mq = load_market_quotes("spx", date, grid=None)
+    m = mq.table["k"] / np.sqrt(mq.table["Texp"])
+    return mq.drop(~m.between(*SVI_SPAN).to_numpy(), "outside_span")
+
+
+def main(argv=None) -> int:
+    """Fit raw SVI to every SPX expiry of a day's shared quotes, on the strikes of the default grid's span in
+    k / sqrt(T) at every maturity, and write the summary (:func:`svi_summary` and the drop report) as JSON:
+    ``python -m qrh_lib.surrogate.market [--date yyyymmdd] [--out file]``."""
+    import argparse
+    import datetime
+
+    from ..artifacts import git_commit, save_json
+
+    p = argparse.ArgumentParser(prog="python -m qrh_lib.surrogate.market", description=main.__doc__.split(", and")[0])
+    p.add_argument("--date", default=MARKET_DATE)
+    p.add_argument("--out", type=Path, default=None, help="default: data/market/svi_spx_<date>.json")
+    a = p.parse_args(argv)
+    mq = svi_quotes(a.date)
+    table = svi_summary(mq)
+    table.insert(0, "days", (table["Texp"] * DAYS_PER_YEAR).round(1))
+    rows = [{mq.expiry_column: int(e), **{c: float(f"{v:.6g}") for c, v in r.items()}}
+            for e, r in table.iterrows()]
+    for r in rows:
+        r["quotes"] = int(r["quotes"])
+    out = save_json(a.out or svi_summary_path(a.date), {
+        "what": f"raw SVI per SPX expiry, least squares on the mid vols of the two-sided quotes with k / sqrt(T) in "
+                f"{list(SVI_SPAN)} (fit_svi); rmse_pts and median_spread_pts in vol points, inside_spread the share of "
+                "quotes whose SVI vol is inside bid-ask",
+        "source": mq.source, "date": a.date, "command": "python -m qrh_lib.surrogate.market",
+        "created": datetime.date.today().isoformat(), "git_commit": git_commit(),
+        "drops": mq.report.counts, "rows": mq.report.total, "expiries": rows})
+    print(f"{out}: {len(rows)} expiries, SVI RMSE median {table['rmse_pts'].median():.3f} vol point "
+          f"(max {table['rmse_pts'].max():.3f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -11,12 +11,19 @@ import pandas as pd
 import pytest
 
 from qrh_lib import paths
+from qrh_lib.artifacts import read_json
 from qrh_lib.grid import default_grid, rz_grid, rz_vix_grid, vix_grid
 from qrh_lib.surrogate.market import (
     DROP_REASONS,
+    SVI_PARAMS,
+    fit_svi,
     load_market_quotes,
     load_quotes,
     select_expiries,
+    svi_quotes,
+    svi_summary,
+    svi_summary_path,
+    svi_total_variance,
     thin_strikes,
 )
 
@@ -266,6 +273,35 @@ def test_thin_strikes_keeps_at_most_n_per_expiry_evenly_with_the_ends():
     # a drop earlier in the chain stays counted under its own reason
     both = thin_strikes(select_expiries(mq, max_count=2), 3)
     assert both.report.counts["not_selected"] == 3 * 21 and both.report.counts["thinned"] == 2 * 18
+
+
+# ------------------------------------------------------------------------------------------ the SVI summary
+def test_fit_svi_recovers_the_parameters_of_an_svi_smile():
+    k = np.linspace(-0.35, 0.2, 40)
+    for T, p in ((0.1, (0.002, 0.03, -0.5, 0.04, 0.08)), (1.0, (0.01, 0.1, -0.6, 0.15, 0.12))):
+        est, rmse = fit_svi(k, T, np.sqrt(svi_total_variance(k, *p) / T))
+        np.testing.assert_allclose(est, p, atol=1e-6)
+        assert rmse < 1e-6
+
+
+def test_committed_svi_summary_matches_a_refit_and_holds_no_quotes():
+    path = svi_summary_path()
+    if not path.is_file():
+        pytest.skip(f"no SVI summary at {path} (python -m qrh_lib.surrogate.market writes it)")
+    s = read_json(path)
+    rows = pd.DataFrame(s["expiries"]).set_index("Expiry")
+    assert list(rows.columns) == ["days", "Texp", "quotes", *SVI_PARAMS, "rmse_pts", "inside_spread",
+                                  "median_spread_pts"]
+    assert len(rows) == 48 and rows["rmse_pts"].max() < 0.2 and s["rows"] == 7423
+    if not paths.has_market_data():
+        pytest.skip(f"no shared market quotes in {paths.MARKET_DATA_DIR} to refit the summary from")
+    mq = svi_quotes()
+    assert mq.report.counts == s["drops"]
+    refit = svi_summary(select_expiries(mq, [20230324, 20240119]))
+    assert refit["quotes"].tolist() == rows.loc[refit.index, "quotes"].tolist()
+    np.testing.assert_allclose(refit["rmse_pts"], rows.loc[refit.index, "rmse_pts"], rtol=1e-4)
+    np.testing.assert_allclose(refit[list(SVI_PARAMS)], rows.loc[refit.index, list(SVI_PARAMS)], rtol=1e-3,
+                               atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------ the market folder
