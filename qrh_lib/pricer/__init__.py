@@ -14,6 +14,7 @@ from .. import lazy_exports
 #: Public name -> the module that defines it (imported on first use).
 _PUBLIC = {
     "SCHEME": "config",
+    "ClusterConfig": "cluster",
     "GenerationConfig": "config",
     "MCConfig": "config",
     "QRHEngine": "mc",

@@ -7,24 +7,28 @@ its key (a hash of everything that changes the numbers, the Monte Carlo scheme i
 then assembled, surfaces with too many missing vols rejected, and the rest split 80/10/10. Every dataset records
 each sample's second-moment growth rate (``*_growth.npy``) and counts the explosive samples in its manifest.
 
-Run it from the command line: ``python -m qrh_lib.pricer.generate --n-samples 2000 --seed 0``.
+Run it from the command line: ``python -m qrh_lib.pricer.generate --n-samples 2000 --seed 0``; with
+``--workers N`` on N local Dask worker processes, with ``--scheduler ADDRESS`` on a running Dask cluster whose
+workers share the output folder's filesystem (:mod:`.cluster`): one task per shard, the same dataset.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import read_json, save_json, save_npz, versions
+from ..artifacts import plain, read_json, save_json, save_npz, versions
 from ..data import MAX_MISSING_VOLS, SAMPLERS, sample_inputs, size_label, split_rows, write_dataset
 from ..domain import DOMAINS
 from ..iv import NAN_REASONS
 from ..params import BOXES, PARAM_NAMES
 from ..paths import RAW_DATA_DIR
+from .cluster import add_cluster_arguments, cluster_from_arguments, open_client, run_tasks, settings, uses_dask
 from .config import GenerationConfig
 from .mc import QRHEngine
 from .moments import second_moment_growth
@@ -38,19 +42,21 @@ def dataset_dir(config: GenerationConfig, root: str | Path = RAW_DATA_DIR) -> Pa
 
 
 def generate_dataset(config: GenerationConfig, out_dir: str | Path | None = None, progress: bool = True,
-                     max_shards: int | None = None) -> Path:
+                     max_shards: int | None = None, cluster=None) -> Path:
     """Generate (or resume, or reuse) the dataset of ``config`` in ``out_dir``.
 
     A finished dataset (its ``manifest.json`` carries the same config key) is returned as is. Otherwise the
     missing shards are priced and written atomically; ``max_shards`` stops after that many new shards
-    (returns ``None``), for jobs with a time limit: the next call resumes where this one stopped.
+    (returns ``None``), for jobs with a time limit: the next call resumes where this one stopped. ``cluster``
+    (a :class:`~qrh_lib.pricer.cluster.ClusterConfig`, its dict or a ``distributed.Client``) prices the shards
+    as Dask tasks, the same dataset bit for bit; ``None``: in this process.
     """
     if not isinstance(config, GenerationConfig):
         config = GenerationConfig.from_dict(dict(config))
     out = Path(out_dir) if out_dir is not None else dataset_dir(config)
     if finished(config, out):
         return out
-    n_shards = price_shards(config, out, progress, max_shards)
+    n_shards = price_shards(config, out, progress, max_shards, cluster)
     if n_shards is None:
         return None
     _finalise(config, out, n_shards)
@@ -84,9 +90,12 @@ def finished(config: GenerationConfig, out: Path) -> bool:
                           " choose another out_dir or delete it")
 
 
-def price_shards(config: GenerationConfig, out: Path, progress: bool = True, max_shards: int | None = None):
+def price_shards(config: GenerationConfig, out: Path, progress: bool = True, max_shards: int | None = None,
+                 cluster=None):
     """Price the missing shards of ``config`` into ``out/shards``; returns the number of shards, or ``None``
-    when ``max_shards`` new shards were written before the end (resumable)."""
+    when ``max_shards`` new shards were written before the end (resumable). ``cluster`` (a
+    :class:`~qrh_lib.pricer.cluster.ClusterConfig`, its dict or a ``distributed.Client``) runs one Dask task per
+    shard; ``None``: this process."""
     out = Path(out)
     key = config.key()
     shard_dir = out / "shards"
@@ -100,46 +109,80 @@ def price_shards(config: GenerationConfig, out: Path, progress: bool = True, max
 
     n, ss = config.n_samples, config.shard_size
     n_shards = -(-n // ss)
-    todo = [s for s in range(n_shards) if not (shard_dir / f"shard_{s:05d}.npz").exists()]
-    grid, vix = config.get_grid(), config.get_vix_grid()
-    engine = QRHEngine(grid, engine_config(config))
-    bar = None
-    if progress:
-        from ..progress import Bar  # a notebook bar that the pipeline's terminal shows too
+    todo = [s for s in range(n_shards) if not shard_path(out, s).exists()]
+    now = todo if max_shards is None else todo[:max_shards]
+    if now and uses_dask(cluster):
+        with open_client(cluster) as client:
+            run_tasks(client, price_shard_task, [(config, str(out), s) for s in now], "price-shard",
+                      settings(cluster), progress, f"pricing {out.name}", "shard")
+    elif now:
+        engine = QRHEngine(config.get_grid(), engine_config(config))
+        bar = None
+        if progress:
+            from ..progress import Bar  # a notebook bar that the pipeline's terminal shows too
 
-        bar = Bar(n, f"pricing {out.name}", "surface", initial=n - sum(min(ss, n - s * ss) for s in todo),
-                  smoothing=0.1)
-    written = 0
-    try:
-        for s in todo:
-            if max_shards is not None and written >= max_shards:
-                return None
-            lo, hi = s * ss, min((s + 1) * ss, n)
-            X = sample_inputs(hi - lo, config.get_box(), config.sampler, config.seed, start=lo,
-                              domain=config.domain, max_feedback_ratio=config.max_feedback_ratio)
-            t0 = time.perf_counter()
-            step = bar.update if bar is not None else None
-            if vix is None:
-                res, extra = price_with_engine(engine, X, seed=config.seed, index=np.arange(lo, hi), progress=step), {}
-            else:
-                res, vx = price_spx_vix_with_engine(engine, X, vix, seed=config.seed, index=np.arange(lo, hi),
-                                                    progress=step)
-                extra = {f"vix_{f}": getattr(vx, f) for f in VixResult.__dataclass_fields__}
-            secs = time.perf_counter() - t0
+            bar = Bar(n, f"pricing {out.name}", "surface", initial=n - sum(min(ss, n - s * ss) for s in todo),
+                      smoothing=0.1)
+        try:
+            for s in now:
+                price_shard(config, out, s, engine, bar.update if bar is not None else None)
+        finally:
+            if bar is not None:
+                bar.close()
+    return n_shards if len(now) == len(todo) else None
 
-            save_npz(shard_dir / f"shard_{s:05d}.npz", X=X, iv=res.iv, iv_se=res.iv_se, price=res.price,
-                     price_se=res.price_se, reason=res.reason, seconds=secs, **extra)
-            written += 1
-    finally:
-        if bar is not None:
-            bar.close()
-    return n_shards
+
+def shard_path(out: str | Path, s: int) -> Path:
+    return Path(out) / "shards" / f"shard_{s:05d}.npz"
+
+
+def price_shard(config: GenerationConfig, out: str | Path, s: int, engine: QRHEngine, progress=None) -> float:
+    """Sample and price shard ``s`` of ``config`` and write it atomically to ``out/shards``; returns the
+    seconds of pricing. ``progress(k)`` is called after each batch of k surfaces."""
+    n, ss = config.n_samples, config.shard_size
+    lo, hi = s * ss, min((s + 1) * ss, n)
+    X = sample_inputs(hi - lo, config.get_box(), config.sampler, config.seed, start=lo,
+                      domain=config.domain, max_feedback_ratio=config.max_feedback_ratio)
+    vix = config.get_vix_grid()
+    t0 = time.perf_counter()
+    if vix is None:
+        res, extra = price_with_engine(engine, X, seed=config.seed, index=np.arange(lo, hi), progress=progress), {}
+    else:
+        res, vx = price_spx_vix_with_engine(engine, X, vix, seed=config.seed, index=np.arange(lo, hi),
+                                            progress=progress)
+        extra = {f"vix_{f}": getattr(vx, f) for f in VixResult.__dataclass_fields__}
+    secs = time.perf_counter() - t0
+    save_npz(shard_path(out, s), X=X, iv=res.iv, iv_se=res.iv_se, price=res.price, price_se=res.price_se,
+             reason=res.reason, seconds=secs, **extra)
+    return secs
+
+
+def price_shard_task(config: GenerationConfig, out: str, s: int) -> dict:
+    """The Dask task of shard ``s``: price and write it unless it is on disk (its first worker died after
+    writing it); the worker keeps its engine between tasks. Returns the shard, the seconds of pricing (0 when
+    skipped) and of the whole task, and the worker's process id."""
+    t0 = time.perf_counter()
+    secs = 0.0 if shard_path(out, s).exists() else price_shard(config, out, s, _worker_engine(config))
+    return {"shard": s, "pricing_seconds": secs, "task_seconds": time.perf_counter() - t0, "pid": os.getpid()}
+
+
+_engines: dict = {}
+
+
+def _worker_engine(config: GenerationConfig) -> QRHEngine:
+    """This process's engine for ``config`` (kept while the configs that come need the same one)."""
+    mc, grid = engine_config(config), config.get_grid()
+    key = json.dumps(plain([mc.to_dict(), grid.to_dict()]), sort_keys=True)
+    if key not in _engines:
+        _engines.clear()
+        _engines[key] = QRHEngine(grid, mc)
+    return _engines[key]
 
 
 def load_shards(out: Path, n_shards: int) -> dict:
     """The priced shards of ``out`` concatenated: X, iv, iv_se, price, price_se, reason (and ``vix_*``, the VIX
     labels of :class:`qrh_lib.pricer.vix.VixResult`, when priced); and the total seconds."""
-    shards = [np.load(Path(out) / "shards" / f"shard_{s:05d}.npz") for s in range(n_shards)]
+    shards = [np.load(shard_path(out, s)) for s in range(n_shards)]  # in their order, however they were made
     d = {k: np.concatenate([s[k] for s in shards]) for k in shards[0].files if k != "seconds"}
     d["seconds"] = float(sum(float(s["seconds"]) for s in shards))
     return d
@@ -205,15 +248,17 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=None, help="output folder (default: data/raw/data_<size>_<config key>)")
     p.add_argument("--vix", action="store_true", help="VIX labels too, on the default VIX grid (same paths)")
     p.add_argument("--no-progress", action="store_true")
+    add_cluster_arguments(p)
     a = p.parse_args(argv)
     mc = {k: v for k, v in {"n_paths": a.n_paths, "steps_per_year": a.steps_per_year,
                             "batch_size": a.batch_size}.items() if v is not None}
     try:
         cfg = GenerationConfig(n_samples=a.n_samples, seed=a.seed, box=a.box, sampler=a.sampler, domain=a.domain,
                                shard_size=a.shard_size, mc=mc, vix_grid="default" if a.vix else None)
+        cluster = cluster_from_arguments(a)
     except ValueError as e:
         p.error(str(e))
-    out = generate_dataset(cfg, a.out, progress=not a.no_progress)
+    out = generate_dataset(cfg, a.out, progress=not a.no_progress, cluster=cluster)
     print(json.dumps({"dataset": str(out), **{k: read_json(out / "manifest.json")[k]
                                               for k in ("n_kept", "split", "rejected", "timings")}}, indent=2))
     return 0

@@ -14,6 +14,7 @@ fall below that noise, and a network that fits noise looks better than it is. Th
 It is small (a few hundred kB) and committed under ``data/truth/`` with its manifest; regenerate it with::
 
     python -m qrh_lib.pricer.truth          # about 10 minutes on 2 CPU cores, resumable
+    python -m qrh_lib.pricer.truth --scheduler tcp://HOST:8786   # one Dask task per shard of 8 surfaces
 
 It measures the surrogate's error against the model as the engine prices it; the engine's own
 time-discretisation bias is measured separately by ``benchmarks/convergence.py``.
@@ -33,6 +34,7 @@ from ..artifacts import read_json, save_json, save_npz, versions
 from ..data import MAX_MISSING_VOLS
 from ..iv import VOL_POINTS
 from ..paths import DATA_DIR
+from .cluster import add_cluster_arguments, cluster_from_arguments
 from .generate import GenerationConfig, finished, load_shards, price_shards
 from .moments import feedback_ratio, second_moment_growth
 
@@ -50,7 +52,7 @@ TRUTH_SETS = {"default": (TRUTH_CONFIG, TRUTH_DIR),
 
 
 def generate_truth_set(out: str | Path = TRUTH_DIR, config: GenerationConfig = TRUTH_CONFIG,
-                       progress: bool = True, max_shards: int | None = None) -> Path | None:
+                       progress: bool = True, max_shards: int | None = None, cluster=None) -> Path | None:
     r"""Price (or resume, or reuse) the truth set into ``out``: ``truth.npz`` and ``manifest.json``.
 
     ``truth.npz`` holds ``X`` (n, 15), ``y`` and ``iv_se`` (n, 60), ``index`` (position in the design),
@@ -58,12 +60,14 @@ def generate_truth_set(out: str | Path = TRUTH_DIR, config: GenerationConfig = T
     paths: ``vix_y`` and ``vix_iv_se`` (n, 60), ``vix_future`` and ``vix_future_se`` (n, 4). As in the datasets,
     a surface with more than :data:`qrh_lib.data.MAX_MISSING_VOLS` missing SPX vols is left out (counted in the
     manifest), the others keep theirs as NaN; missing VIX vols never leave a state out (below the VIX's floor
-    :math:`\sqrt{c}` a put is worthless and has no implied vol).
+    :math:`\sqrt{c}` a put is worthless and has no implied vol). ``cluster`` (a
+    :class:`~qrh_lib.pricer.cluster.ClusterConfig`, its dict or a ``distributed.Client``) prices one shard per Dask
+    task, the same numbers.
     """
     out = Path(out)
     if finished(config, out):
         return out
-    n_shards = price_shards(config, out, progress, max_shards)
+    n_shards = price_shards(config, out, progress, max_shards, cluster)
     if n_shards is None:
         return None
     d = load_shards(out, n_shards)
@@ -113,9 +117,14 @@ def main(argv=None) -> int:
                    help="the default SPX and VIX grids (data/truth) or Rosenbaum & Zhang's (data/truth_rz)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the grids' folder)")
     p.add_argument("--no-progress", action="store_true")
+    add_cluster_arguments(p)
     a = p.parse_args(argv)
     config, folder = TRUTH_SETS[a.grids]
-    out = generate_truth_set(a.out or folder, config, progress=not a.no_progress)
+    try:
+        cluster = cluster_from_arguments(a)
+    except ValueError as e:
+        p.error(str(e))
+    out = generate_truth_set(a.out or folder, config, progress=not a.no_progress, cluster=cluster)
     m = read_json(out / "manifest.json")
     print(json.dumps({k: m[k] for k in ("n_kept", "iv_se_vol_pts", "timings")}, indent=2))
     return 0

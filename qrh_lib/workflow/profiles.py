@@ -76,6 +76,7 @@ def config_parameters() -> dict:
     (unknown keys and bad values raise): ``{(notebook, parameter): check}``. Their defaults are empty dicts, so a
     default lives only in its config (tested)."""
     from ..params import config_from_overrides
+    from ..pricer.cluster import ClusterConfig
     from ..pricer.config import GenerationConfig
     from ..surrogate.calibration import calibration_options
     from ..surrogate.config import LossConfig, ModelConfig, PCAConfig, TrainConfig, vix_train_config
@@ -83,6 +84,7 @@ def config_parameters() -> dict:
     parts = {"pca": PCAConfig(), "model": ModelConfig(), "loss": LossConfig(), "seed": 0}
     return {
         ("01_data_generation", "generation"): lambda d: config_from_overrides(GenerationConfig, d, seed=0),
+        ("01_data_generation", "cluster"): lambda d: config_from_overrides(ClusterConfig, d),
         ("02_pca", "pca"): lambda d: config_from_overrides(PCAConfig, d),
         ("03_model", "model"): lambda d: config_from_overrides(ModelConfig, d),
         ("03_model", "loss"): lambda d: config_from_overrides(LossConfig, d),

@@ -30,6 +30,8 @@ def test_unknown_profile_keys_are_rejected(tmp_path):
     ("01_data_generation", "generation: {n_sample: 10}", r"01_data_generation parameter generation: unknown"),
     ("01_data_generation", "generation: {mc: {n_pahts: 10}}", r"unknown MCConfig"),
     ("01_data_generation", "generation: {seed: 3}", r"\['seed'\] are set elsewhere"),
+    ("01_data_generation", "cluster: {worker: 2}", r"cluster: unknown ClusterConfig keys \['worker'\]"),
+    ("01_data_generation", "cluster: {workers: 2, scheduler: 'tcp://127.0.0.1:8786'}", r"give one"),
     ("03_model", "model: {widht: 8}", r"03_model parameter model: unknown ModelConfig keys \['widht'\]"),
     ("03_model", "loss: {huber_delta: -1}", r"huber_delta = -1 must be finite and >= 0"),
     ("04_training", "train: {width: 8}", r"\['width'\]"),
