@@ -2,11 +2,18 @@ r"""The surrogate's 15 inputs, their order, and the boxes they are sampled from.
 
 Order: :math:`(\lambda, \eta, a, b, c, z^1_0, \dots, z^{10}_0)`; :math:`\alpha = 0.51` and
 :math:`n = 10` factors are fixed (Rosenbaum & Zhang 2021).
+
+Code addresses the inputs by name, not by column number: :class:`Inputs` is a view over ``X`` whose attributes
+``lam``, ``eta``, ``a``, ``b``, ``c`` and ``z0`` are views of its columns (``Inputs(X).a`` is ``X[..., 2]``), for
+NumPy arrays and TensorFlow tensors, one input vector (15,) or a batch (n, 15); code that writes a column uses
+the column numbers ``COL_LAMBDA``, ``COL_ETA``, ``COL_A``, ``COL_B``, ``COL_C`` and the slice ``COL_Z0``
+(``X[:, COL_A] = 0.0``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -15,6 +22,30 @@ PARAM_NAMES: tuple[str, ...] = ("lambda", "eta", "a", "b", "c") + tuple(
     f"z0_{i}" for i in range(1, N_FACTORS + 1)
 )
 N_INPUTS = len(PARAM_NAMES)
+
+#: Column of each scalar input in ``X`` (n, 15), and the columns of the initial factor states.
+COL_LAMBDA, COL_ETA, COL_A, COL_B, COL_C = (PARAM_NAMES.index(n) for n in ("lambda", "eta", "a", "b", "c"))
+COL_Z0 = slice(PARAM_NAMES.index("z0_1"), N_INPUTS)
+
+
+def _column(col, doc: str) -> property:
+    return property(lambda self: self.X[..., col], doc=doc)
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """The inputs ``X`` (a NumPy array or a TensorFlow tensor, (15,) or (n, 15)) by name: each attribute is a view
+    of ``X``'s last axis, not a copy (``lam`` (n,) is ``X[..., COL_LAMBDA]``, ``z0`` (n, 10) is ``X[..., COL_Z0]``).
+    Reading one costs an attribute access and an indexing, nothing more."""
+
+    X: Any
+
+    lam = _column(COL_LAMBDA, "Mean reversion of the factors' sum, lambda.")
+    eta = _column(COL_ETA, "Volatility of the factors, eta.")
+    a = _column(COL_A, "Feedback strength, a (V = a (Z - b)^2 + c).")
+    b = _column(COL_B, "Level of Z at which V is smallest, b.")
+    c = _column(COL_C, "Floor of the variance, c.")
+    z0 = _column(COL_Z0, "Initial states of the factors, (..., 10).")
 
 
 @dataclass(frozen=True)
