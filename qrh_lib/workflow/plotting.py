@@ -376,3 +376,38 @@ def plot_learning_curve(doc: dict):
     ax.set_title("equal pricing budget")
     fig.tight_layout()
     return fig
+
+
+def plot_market_smiles(quotes, models: dict, max_panels: int = 12, cols: int = 4):
+    """Market smiles per expiry: bid-ask bars of ``quotes`` (:class:`qrh_lib.surrogate.quotes.Quotes` with bid and
+    ask) against k = log(K/F), and each model's vols at the same quotes (``models``: label -> flat vols, or
+    label -> (vols, standard errors) for a Monte Carlo re-pricing, drawn with 95% bars). At most ``max_panels``
+    expiries, evenly chosen."""
+    T_all = np.unique(quotes.maturities)
+    T_show = T_all[np.unique(np.linspace(0, T_all.size - 1, min(max_panels, T_all.size)).round().astype(int))]
+    rows = -(-T_show.size // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, T in zip(axes.flat, T_show, strict=False):
+        on = quotes.maturities == T
+        k = quotes.log_moneyness[on]
+        order = np.argsort(k)
+        k = k[order]
+        mid = VOL_POINTS * quotes.iv[on][order]
+        half = VOL_POINTS * 0.5 * (quotes.ask - quotes.bid)[on][order]
+        ax.errorbar(k, mid, yerr=half, fmt="none", ecolor="0.55", elinewidth=1.2, label="bid-ask")
+        for label, v in models.items():
+            vals, se = v if isinstance(v, tuple) else (v, None)
+            y = VOL_POINTS * np.asarray(vals)[on][order]
+            if se is None:
+                ax.plot(k, y, "-", lw=1.5, label=label)
+            else:
+                ax.errorbar(k, y, yerr=1.96 * VOL_POINTS * np.asarray(se)[on][order], fmt=".", ms=3, lw=0.8,
+                            label=label)
+        ax.set_title(f"T = {365 * T:.0f} days")
+        ax.set_xlabel("log(K/F)")
+        ax.set_ylabel("implied vol (%)")
+    for ax in list(axes.flat)[T_show.size :]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
