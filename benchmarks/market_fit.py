@@ -23,20 +23,19 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pandas as pd
 from _common import parse_args, parser, record, result_path, write_result
 
 from qrh_lib.data import sample_inputs
 from qrh_lib.grid import Grid
 from qrh_lib.iv import VOL_POINTS
 from qrh_lib.params import PARAM_NAMES, RZ_BOX
-from qrh_lib.paths import PROJ_ROOT
+from qrh_lib.paths import market_file
 from qrh_lib.pricer.config import MCConfig
 from qrh_lib.pricer.mc_calibration import mc_calibrate
 from qrh_lib.pricer.pricing import price_surfaces
+from qrh_lib.surrogate.market import load_quotes
 
 NAME = "market_fit"
-SPX_FILE = PROJ_ROOT.parent / "shared" / "data" / "market" / "spx_implied_vol_20230215.csv"
 COVERED_DAYS = (37, 58, 93, 121, 156, 184, 247, 338)
 SHORT_DAYS = (7, 14, 21, 28)
 M_TARGETS = np.linspace(-0.5, 0.3, 13)
@@ -57,10 +56,10 @@ def wide_bounds() -> np.ndarray:
     return b
 
 
-def select_quotes(days, path=SPX_FILE):
-    """The grid of quotes (13 log-strikes per expiry), their bids, asks and weights, flat and strike-major."""
-    d = pd.read_csv(path)
-    d = d[d.Bid.notna() & d.Ask.notna() & (d.Bid > 0) & (d.Ask > d.Bid)].copy()
+def select_quotes(days, path=None):
+    """The grid of quotes (13 log-strikes per expiry), their bids, asks and weights, flat and strike-major: the
+    quotes :func:`qrh_lib.surrogate.market.load_quotes` keeps (both sides, a positive bid below the ask)."""
+    d = load_quotes(path or market_file("spx")).kept.copy()
     d["m"] = np.log(d.Strike / d.Fwd) / np.sqrt(d.Texp)
     expiries = np.sort(d.Texp.unique())
     T = np.array([expiries[np.argmin(np.abs(expiries * 365 - t))] for t in days])
@@ -135,7 +134,7 @@ def main(argv=None) -> int:
               f"{s['repriced']['inside_spread']:.0%}, at bound {fit.at_bound}, ratio {fit.feedback_ratio:.3f}, "
               f"{s['seconds']:.0f} s", flush=True)
         write_result(out, {**record(NAME, options={k: v for k, v in vars(a).items() if k != "results_dir"}),
-                           "quotes": {"file": SPX_FILE.name, "m_targets": M_TARGETS.tolist(),
+                           "quotes": {"file": market_file("spx").name, "m_targets": M_TARGETS.tolist(),
                                       "spread_floor": SPREAD_FLOOR}, "stages": stages}, quiet=True)
         return fit
 
