@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import sys
 import uuid
 import warnings
 from collections.abc import Callable, Iterable
@@ -145,7 +146,7 @@ def cluster_from_arguments(args) -> ClusterConfig:
 def open_client(cluster=None):
     """A ``distributed.Client`` for ``cluster`` (a :class:`ClusterConfig`, its dict, a ``Client`` or ``None``),
     or ``None`` for one process. A local cluster is started and, on exit, closed with its workers; a client
-    given is used as is and left open. The dashboard's address is printed. An unreachable scheduler raises
+    given is used as is and left open. The dashboard's address is printed (on stderr). An unreachable scheduler raises
     ``OSError`` naming its address after ``timeout`` seconds."""
     if cluster is not None and not isinstance(cluster, (ClusterConfig, dict)):
         yield cluster  # a distributed.Client
@@ -166,7 +167,8 @@ def open_client(cluster=None):
         else:
             client = stack.enter_context(Client(stack.enter_context(local_cluster(config))))
         bokeh = importlib.util.find_spec("bokeh") is not None
-        print(f"Dask dashboard: {client.dashboard_link}" + ("" if bokeh else " (its pages need bokeh>=3.1)"))
+        print(f"Dask dashboard: {client.dashboard_link}" + ("" if bokeh else " (its pages need bokeh>=3.1)"),
+              file=sys.stderr)  # stdout stays the command's result
         yield client
 
 
