@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..grid import Grid, default_grid
 from ..iv import VOL_POINTS
-from ..params import check_inputs
+from ..params import COL_A, Inputs, check_inputs
 from .mc import MCConfig, QRHEngine
 from .pricing import price_with_engine
 
@@ -29,9 +29,9 @@ def flat_surface_check(X, grid: Grid | None = None, config: MCConfig | None = No
     """
     grid = grid or default_grid()
     X = check_inputs(X).copy()
-    X[:, 2] = 0.0
+    X[:, COL_A] = 0.0
     res = price_with_engine(QRHEngine(grid, config), X, seed=seed, estimator=estimator)
-    sigma = np.sqrt(X[:, 4:5])
+    sigma = np.sqrt(Inputs(X).c[:, None])
     near = np.abs(grid.flat_log_moneyness())[None, :] < n_sd * sigma * np.sqrt(grid.flat_maturities())[None, :]
     dev = np.where(near, res.iv - sigma, np.nan)
     z = dev / res.iv_se

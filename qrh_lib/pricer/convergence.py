@@ -13,7 +13,7 @@ import numpy as np
 
 from ..grid import Grid, default_grid
 from ..iv import black_vega
-from ..params import N_INPUTS, RZ_BOX, InputBox
+from ..params import COL_A, COL_B, COL_C, COL_ETA, COL_LAMBDA, COL_Z0, N_FACTORS, RZ_BOX, InputBox, Inputs
 from .kernel import aggregate_coefficients, step_coefficients
 from .mc import MCConfig, QRHEngine, sample_normals, sample_seeds
 from .moments import critical_feedback
@@ -25,22 +25,22 @@ def corner_states(box: InputBox = RZ_BOX, feedback: float = 0.5) -> np.ndarray:
     the weakest mean reversion and the largest vol of Z of the box (the start stays far from equilibrium
     longest), and the feedback ``a`` at ``feedback`` times its critical value there (beyond it the state is
     explosive, see :func:`qrh_lib.pricer.moments.critical_feedback`; near it, V is heavy-tailed)."""
-    lo, hi = box.lo, box.hi
-    a_crit = critical_feedback(lo[0], hi[1])
+    lo, hi = Inputs(box.lo), Inputs(box.hi)
+    a_crit = critical_feedback(lo.lam, hi.eta)
     rows = []
-    n = N_INPUTS - 5
+    n = N_FACTORS
     z_patterns = [np.full(n, 1.0), np.full(n, -1.0), np.r_[np.zeros(n // 2), np.ones(n - n // 2)],
                   np.r_[np.zeros(n // 2), -np.ones(n - n // 2)], np.r_[np.ones(n // 2), -np.ones(n - n // 2)]]
     for zp in z_patterns:
         for b_hi in (False, True):
             for c_hi in (False, True):
-                x = 0.5 * (lo + hi)
-                x[0] = lo[0]
-                x[1] = hi[1]
-                x[2] = min(max(feedback * a_crit, lo[2]), hi[2])
-                x[3] = hi[3] if b_hi else lo[3]
-                x[4] = hi[4] if c_hi else lo[4]
-                x[5:] = 0.5 * (lo[5:] + hi[5:]) + 0.5 * (hi[5:] - lo[5:]) * zp
+                x = 0.5 * (lo.X + hi.X)
+                x[COL_LAMBDA] = lo.lam
+                x[COL_ETA] = hi.eta
+                x[COL_A] = min(max(feedback * a_crit, lo.a), hi.a)
+                x[COL_B] = hi.b if b_hi else lo.b
+                x[COL_C] = hi.c if c_hi else lo.c
+                x[COL_Z0] = 0.5 * (lo.z0 + hi.z0) + 0.5 * (hi.z0 - lo.z0) * zp
                 rows.append(x)
     return np.asarray(rows)
 

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from ..params import check_inputs
+from ..params import Inputs, check_inputs
 from .config import SCHEME, MCConfig  # noqa: F401  (SCHEME: re-exported, the engine's numerics)
 from .kernel import (
     StepCoefficients,
@@ -150,6 +150,12 @@ def sign_of(antithetic: bool, dtype=tf.float32) -> tf.Tensor:
     return tf.constant([1.0, -1.0] if antithetic else [1.0], dtype)
 
 
+def _model_params(params):
+    """lambda, eta, a, b and c of the inputs ``params`` (B, 15), each (B, 1, 1) to broadcast over paths (B, S, D)."""
+    p = Inputs(params)
+    return tuple(u[:, None, None] for u in (p.lam, p.eta, p.a, p.b, p.c))
+
+
 def _variance(z, c, a, b, c0, q_cap):
     """Z = sum_i c_i Z^i and V = a min((Z - b)^2, cap) + c of factors z (n, ...)."""
     Z = tf.reduce_sum(c * z, axis=0)
@@ -159,17 +165,19 @@ def _variance(z, c, a, b, c0, q_cap):
 
 @tf.function(jit_compile=True)
 def _run_steps(z, x, ref, params, c, h, decay, phi, load, dw, xi, ref_w, start, stop, q_cap, antithetic):
-    """Steps ``start .. stop - 1`` of a chunk, compiled whole by XLA: the loop and the step fuse into a few kernels
+    r"""Steps ``start .. stop - 1`` of a chunk, compiled whole by XLA: the loop and the step fuse into a few kernels
     (step by step, TensorFlow's cost per operation dominated at few paths). Written as broadcast products and sums,
     which XLA fuses, rather than small matrix products, which it does not.
 
     Shapes: z (n, B, S, D) factors, x (B, S, D) log-spot, ref (B, D) the control model's Brownian sum; params
     (B, 15); c (n, 1, 1, 1); per step of the chunk, h (L,), decay and phi (L, n), load (L, n, R), dw (L, R),
     xi (L, R, B, D) normals, ref_w (L, B) the control model's volatility. Paths are held as (B, S, D) with S = 2
-    antithetic signs (path ``s * D + d`` of the flat layout) or S = 1.
+    antithetic signs (path ``s * D + d`` of the flat layout) or S = 1. The short names are the maths' (module
+    docstring): z the factors :math:`Z^i`, x :math:`\log S`, c the kernel's weights :math:`c_i`, h the steps
+    :math:`h_k`, xi the normals :math:`\xi`, d (decay) :math:`d_i`, phi :math:`\varphi_i`; c0 is the input c.
     """
     dt = xi.dtype
-    lam, eta, a, b, c0 = (params[:, j : j + 1, None] for j in range(5))  # (B, 1, 1)
+    lam, eta, a, b, c0 = _model_params(params)  # (B, 1, 1)
     sign = sign_of(antithetic, dt)[None, :, None]  # (1, S, 1)
     R = xi.shape[1]
 
@@ -192,9 +200,10 @@ def _run_steps(z, x, ref, params, c, h, decay, phi, load, dw, xi, ref_w, start, 
 @tf.function(jit_compile=True)
 def _rebalance(hedge, dlt, s_last, x, z, params, c, tau, log_k, q_cap):
     """Add the gains of the holdings ``dlt`` (B, n_opt, P) since the last rebalancing to ``hedge`` and take the new
-    holdings at log-spot ``x`` and factors ``z``, with ``tau`` (n_opt,) to each option's expiry."""
+    holdings at log-spot ``x`` (B, S, D) and factors ``z`` (n, B, S, D), with ``tau`` (n_opt,) to each option's
+    expiry; ``c`` the kernel's weights, ``params`` the inputs (B, 15)."""
     B = x.shape[0]
-    a, b, c0 = (params[:, j : j + 1, None] for j in (2, 3, 4))
+    _, _, a, b, c0 = _model_params(params)
     xf = tf.reshape(x, [B, -1])
     s = tf.exp(xf)
     sv = tf.reshape(tf.sqrt(_variance(z, c, a, b, c0, q_cap)[1]), [B, -1])
@@ -277,6 +286,7 @@ class QRHEngine:
         ``seg_ends`` and ``coefficients`` (default: :func:`qrh_lib.pricer.kernel.step_coefficients` of ``h``) then
         describe the matching time grid.
         """
+        # h (the step lengths h_k) and xi (the normals) keep the maths' names (module docstring)
         cfg = self.config
         X = check_inputs(X)
         dt = tf.as_dtype(cfg.dtype)
@@ -285,24 +295,26 @@ class QRHEngine:
                                 step_coefficients(self.kernel.gamma, h, cfg.scheme))
         hedge_flag = self.hedge_flag if hedge_flag is None else np.asarray(hedge_flag, dtype=bool)
         seg_ends = self.seg_ends if seg_ends is None else np.asarray(seg_ends)
-        N, R, B, n = h.size, coef.n_normals, X.shape[0], self.kernel.n
-        D = cfg.n_paths // 2 if cfg.antithetic else cfg.n_paths
-        S = 2 if cfg.antithetic else 1
-        P = S * D
+        n_steps, n_normals, n_sets, n_factors = h.size, coef.n_normals, X.shape[0], self.kernel.n
+        # a path is (sign, draw): n_draws independent normal streams per parameter set, each used with n_signs
+        # signs (2: an antithetic pair); the tensors hold the paths as (n_sets, n_signs, n_draws)
+        n_draws = cfg.n_paths // 2 if cfg.antithetic else cfg.n_paths
+        n_signs = 2 if cfg.antithetic else 1
+        n_paths = n_signs * n_draws
         log_k = tf.constant(self.grid.flat_log_moneyness(), dt)
         n_opt, n_T = log_k.shape[0], seg_ends.size
         hedged = bool(hedge_flag.any())
-        need = simulation_bytes(B, P, n, n_T, n_opt, R, hedged, record_factors, dt.size)
+        need = simulation_bytes(n_sets, n_paths, n_factors, n_T, n_opt, n_normals, hedged, record_factors, dt.size)
         if need > cfg.memory_budget_gb * 1e9:
             raise MemoryBudgetError(
-                f"simulate: {B} parameter sets x {P} paths, {n_T} recorded dates, {n_opt} hedged options"
+                f"simulate: {n_sets} parameter sets x {n_paths} paths, {n_T} recorded dates, {n_opt} hedged options"
                 f"{', factors recorded' if record_factors else ''} would hold about {need / 1e9:.1f} GB, over "
                 f"MCConfig.memory_budget_gb = {cfg.memory_budget_gb:g} GB: price fewer parameter sets at once "
                 f"(batch_size), or fewer paths or dates per call, or raise the budget")
         # the engine loops over chunks of CHUNK_STEPS steps (the normals of one chunk at a time) and, within a
         # chunk, over the blocks between events: a rebalancing of the hedge, a maturity, the chunk's end
-        L = CHUNK_STEPS
-        n_pad = -N % L
+        chunk_len = CHUNK_STEPS
+        n_pad = -n_steps % chunk_len
 
         def padded(u, value=0):
             u = np.asarray(u)
@@ -310,80 +322,97 @@ class QRHEngine:
 
         per_step = (padded(h), padded(coef.decay, 1), padded(coef.phi), padded(coef.load), padded(coef.dw))
         rebalance_at = set(np.flatnonzero(hedge_flag[1:]) + 1) if hedged else set()
-        record_at = {int(e): j for j, e in enumerate(seg_ends)}
-        stops = sorted(set(range(L, N, L)) | rebalance_at | set(record_at) | {N})
+        record_at = {int(e): j for j, e in enumerate(seg_ends)}  # step -> its maturity's index
+        block_ends = sorted(set(range(chunk_len, n_steps, chunk_len)) | rebalance_at | set(record_at) | {n_steps})
         t_grid = np.concatenate([[0.0], np.cumsum(h)])
-        T_opt = self.grid.flat_maturities()
+        expiry = self.grid.flat_maturities()  # of each option
 
-        def time_to_expiry(k):  # exactly 0 from an option's maturity on, whatever the rounding of the grid
-            tau = T_opt - t_grid[k]
+        def time_to_expiry(step):  # exactly 0 from an option's maturity on, whatever the rounding of the grid
+            tau = expiry - t_grid[step]
             return tf.constant(np.where(tau > 1e-9, tau, 0.0), dt)
 
         Xt = tf.constant(X, dt)
-        c = tf.constant(self.kernel.c[:, None, None, None], dt)
+        weights = tf.constant(self.kernel.c[:, None, None, None], dt)  # the kernel's c_i
         q_cap = tf.constant(cfg.q_cap, dt)
-        a_, b_, c0_ = (Xt[:, j : j + 1, None] for j in (2, 3, 4))
-        z = tf.transpose(Xt[:, 5:])[:, :, None, None] * tf.ones([1, 1, S, D], dt)
-        x = tf.zeros([B, S, D], dt)
-        ref = tf.zeros([B, D], dt)
+        _, _, a, b, c0 = _model_params(Xt)  # V = a min((Z - b)^2, q_cap) + c0, with c0 the input c
+
+        def variance(factors):
+            return _variance(factors, weights, a, b, c0, q_cap)[1]
+
+        factors = tf.transpose(Inputs(Xt).z0)[:, :, None, None] * tf.ones([1, 1, n_signs, n_draws], dt)
+        log_spot = tf.zeros([n_sets, n_signs, n_draws], dt)
+        ref_sum = tf.zeros([n_sets, n_draws], dt)  # the control model's sum of sqrt(E[V]) dW
         if hedged:
-            sv0 = tf.reshape(tf.sqrt(_variance(z, c, a_, b_, c0_, q_cap)[1]), [B, P])
-            hedge, dlt, s_last = tf.zeros([B, n_opt, P], dt), _bs_delta(tf.zeros([B, P], dt), sv0,
-                                                                       time_to_expiry(0), log_k), tf.ones([B, P], dt)
-        outs, ref_outs, z_means, v_means, z_outs = ([None] * n_T for _ in range(5))
+            vol0 = tf.reshape(tf.sqrt(variance(factors)), [n_sets, n_paths])
+            hedge = tf.zeros([n_sets, n_opt, n_paths], dt)
+            holdings = _bs_delta(tf.zeros([n_sets, n_paths], dt), vol0, time_to_expiry(0), log_k)
+            spot_last = tf.ones([n_sets, n_paths], dt)
+        # at each maturity: log-spot, control's sum, path means of the factors and of V, factors (if recorded)
+        log_spot_at, ref_at, factor_mean_at, variance_mean_at, factors_at = ([None] * n_T for _ in range(5))
         seeds = sample_seeds(seed, sample_index)
 
         # the control model: Black-Scholes with the scheme's exact expected variance E[V_k] on the same path.
         # The moment recursion ignores the cap on (Z - b)^2 and its second moments can explode (the model's
         # E[V_t] is infinite for strong feedback, large a and eta); V itself never leaves [c, a q_cap + c]
         ev_steps = iter_expected_variance(X, h, self.kernel, coef)
-        ref_var = np.empty((N, B))
-        a, c0 = X[None, :, 2], X[None, :, 4]
+        ref_var = np.empty((n_steps, n_sets))
+        inputs = Inputs(X)
+        v_min = inputs.c[None, :]
+        v_max = inputs.a[None, :] * cfg.q_cap + v_min
 
-        def prepare(lo):
-            """The normals (L, R, B, D) and the control model's volatility (L, B) of the chunk starting at lo."""
-            stop = min(lo + L, N)
-            ev = np.asarray([next(ev_steps) for _ in range(stop - lo)])
-            ref_var[lo:stop] = np.clip(np.nan_to_num(ev, nan=np.inf), c0, a * cfg.q_cap + c0)
-            w = np.zeros((L, B))
-            w[: stop - lo] = np.sqrt(ref_var[lo:stop])
+        def prepare(start):
+            """The normals (chunk_len, n_normals, n_sets, n_draws) and the control model's volatility
+            (chunk_len, n_sets) of the chunk starting at step ``start``."""
+            stop = min(start + chunk_len, n_steps)
+            ev = np.asarray([next(ev_steps) for _ in range(stop - start)])
+            ref_var[start:stop] = np.clip(np.nan_to_num(ev, nan=np.inf), v_min, v_max)
+            ref_vol = np.zeros((chunk_len, n_sets))
+            ref_vol[: stop - start] = np.sqrt(ref_var[start:stop])
             if xi is None:
-                return chunk_normals(seeds, lo, L, N, D, R, dt), tf.constant(w, dt)
-            xi_k = tf.cast(xi[lo : lo + L], dt)
-            if xi_k.shape[0] < L:
-                xi_k = tf.concat([xi_k, tf.zeros([L - xi_k.shape[0], R, B, D], dt)], axis=0)
-            return xi_k, tf.constant(w, dt)
+                return chunk_normals(seeds, start, chunk_len, n_steps, n_draws, n_normals, dt), tf.constant(ref_vol, dt)
+            normals = tf.cast(xi[start : start + chunk_len], dt)
+            if normals.shape[0] < chunk_len:
+                normals = tf.concat([normals, tf.zeros([chunk_len - normals.shape[0], n_normals, n_sets, n_draws], dt)],
+                                    axis=0)
+            return normals, tf.constant(ref_vol, dt)
 
         # the next chunk's normals and moments are prepared on a second thread while this chunk's steps run: the
         # compiled loop keeps about one core busy, the generator and the moment recursion the other
         prefetch = ThreadPoolExecutor(max_workers=1)
         pending = prefetch.submit(prepare, 0)
-        pos, lo = 0, -1
-        for stop in stops:
-            if pos // L * L != lo:  # a new chunk
-                lo = pos // L * L
-                xi_k, w_k = pending.result()
-                if lo + L < N:
-                    pending = prefetch.submit(prepare, lo + L)
-                chunk = [u[lo : lo + L] for u in per_step]
-            z, x, ref = _run_steps(z, x, ref, Xt, c, *chunk, xi_k, w_k, tf.constant(pos - lo, tf.int32),
-                                   tf.constant(stop - lo, tf.int32), q_cap, cfg.antithetic)
-            pos = stop
-            if stop in rebalance_at:
-                hedge, dlt, s_last = _rebalance(hedge, dlt, s_last, x, z, Xt, c, time_to_expiry(stop), log_k, q_cap)
-            if stop in record_at:
-                j = record_at[stop]
-                outs[j] = tf.reshape(x, [B, P])
-                ref_outs[j] = tf.reshape(ref[:, None, :] * tf.reshape(sign_of(cfg.antithetic, dt), [1, S, 1]), [B, P])
-                z_means[j] = tf.reduce_mean(tf.reshape(z, [n, B, P]), axis=-1)
-                v_means[j] = tf.reduce_mean(tf.reshape(_variance(z, c, a_, b_, c0_, q_cap)[1], [B, P]), axis=-1)
+        pos, chunk_start = 0, -1
+        for block_end in block_ends:  # steps pos .. block_end - 1
+            if pos // chunk_len * chunk_len != chunk_start:  # a new chunk
+                chunk_start = pos // chunk_len * chunk_len
+                normals, ref_vol = pending.result()
+                if chunk_start + chunk_len < n_steps:
+                    pending = prefetch.submit(prepare, chunk_start + chunk_len)
+                chunk_steps = [u[chunk_start : chunk_start + chunk_len] for u in per_step]
+            factors, log_spot, ref_sum = _run_steps(
+                factors, log_spot, ref_sum, Xt, weights, *chunk_steps, normals, ref_vol,
+                tf.constant(pos - chunk_start, tf.int32), tf.constant(block_end - chunk_start, tf.int32), q_cap,
+                cfg.antithetic)
+            pos = block_end
+            if block_end in rebalance_at:
+                hedge, holdings, spot_last = _rebalance(hedge, holdings, spot_last, log_spot, factors, Xt, weights,
+                                                        time_to_expiry(block_end), log_k, q_cap)
+            if block_end in record_at:
+                m = record_at[block_end]
+                log_spot_at[m] = tf.reshape(log_spot, [n_sets, n_paths])
+                signs = tf.reshape(sign_of(cfg.antithetic, dt), [1, n_signs, 1])
+                ref_at[m] = tf.reshape(ref_sum[:, None, :] * signs, [n_sets, n_paths])
+                factor_mean_at[m] = tf.reduce_mean(tf.reshape(factors, [n_factors, n_sets, n_paths]), axis=-1)
+                variance_mean_at[m] = tf.reduce_mean(tf.reshape(variance(factors), [n_sets, n_paths]), axis=-1)
                 if record_factors:
-                    z_outs[j] = tf.reshape(z, [n, B, P])
+                    factors_at[m] = tf.reshape(factors, [n_factors, n_sets, n_paths])
         prefetch.shutdown()
-        # cumsum adds step by step whatever the batch (a plain sum may switch to pairwise order when B = 1)
-        ref_total = np.cumsum(ref_var * np.asarray(h)[:, None], axis=0)[np.asarray(seg_ends) - 1]  # (n_T, B)
-        return PathStats(tf.stack(outs).numpy().astype(np.float64),
-                         hedge.numpy().astype(np.float64) if hedged else None, cfg.antithetic,
-                         tf.stack(z_means).numpy().astype(np.float64), tf.stack(v_means).numpy().astype(np.float64),
-                         tf.stack(ref_outs).numpy().astype(np.float64) - 0.5 * ref_total[:, :, None], ref_total,
-                         tf.stack(z_outs).numpy().astype(np.float64) if record_factors else None)
+        # cumsum adds step by step whatever the batch (a plain sum may switch to pairwise order when n_sets = 1)
+        ref_total = np.cumsum(ref_var * np.asarray(h)[:, None], axis=0)[np.asarray(seg_ends) - 1]  # (n_T, n_sets)
+
+        def as_numpy(tensors):
+            return tf.stack(tensors).numpy().astype(np.float64)
+
+        return PathStats(as_numpy(log_spot_at), hedge.numpy().astype(np.float64) if hedged else None, cfg.antithetic,
+                         as_numpy(factor_mean_at), as_numpy(variance_mean_at),
+                         as_numpy(ref_at) - 0.5 * ref_total[:, :, None], ref_total,
+                         as_numpy(factors_at) if record_factors else None)

@@ -31,13 +31,12 @@ from scipy.optimize import least_squares
 from ..domain import STABILITY_MARGIN
 from ..grid import Grid
 from ..iv import VOL_POINTS
-from ..params import N_INPUTS, PARAM_NAMES, VALID_RANGES
+from ..params import COL_A, N_INPUTS, PARAM_NAMES, VALID_RANGES, Inputs
 from .config import MCConfig
 from .kernel import geometric_nodes
 from .moments import critical_feedback
 from .pricing import price_with_engine
 
-_LAM, _ETA, _A = (PARAM_NAMES.index(n) for n in ("lambda", "eta", "a"))
 #: Residual, in vol points, given to a quote where the model's paths give no implied vol (kept finite so the
 #: search can leave such states; counted in :attr:`MCFit.n_missing`).
 MISSING_PENALTY = 5.0
@@ -85,9 +84,10 @@ class _Problem:
         V = np.atleast_2d(V)
         X = self.lo + V * (self.hi - self.lo)
         r_lo, r_hi = self.ratio
-        ratio = r_lo + V[:, _A] * (r_hi - r_lo)
-        a_star = critical_feedback(X[:, _LAM], X[:, _ETA], self.kernel)
-        X[:, _A] = np.minimum(ratio * a_star, VALID_RANGES["a"][1])
+        ratio = r_lo + V[:, COL_A] * (r_hi - r_lo)  # the unit cube's coordinate of a is the ratio a / a*
+        inputs = Inputs(X)
+        a_star = critical_feedback(inputs.lam, inputs.eta, self.kernel)
+        X[:, COL_A] = np.minimum(ratio * a_star, VALID_RANGES["a"][1])
         return X
 
     def vols(self, V):
@@ -139,15 +139,16 @@ def mc_calibrate(target_iv, grid: Grid, x0, bounds, weights=None, config: MCConf
         raise ValueError(f"bounds must have shape ({N_INPUTS}, 2) with lower < upper in every row")
     for j, name in enumerate(PARAM_NAMES):
         lo, hi = VALID_RANGES[name]
-        if j != _A and not (lo <= b[j, 0] and b[j, 1] <= hi):
+        if j != COL_A and not (lo <= b[j, 0] and b[j, 1] <= hi):
             raise ValueError(f"bounds of {name} [{b[j, 0]}, {b[j, 1]}] leave the engine's range [{lo}, {hi}]")
     if not 0 < ratio_lo < margin <= 1:
         raise ValueError(f"need 0 < ratio_lo ({ratio_lo}) < margin ({margin}) <= 1")
     prob = _Problem(grid, target, weights, b[:, 0], b[:, 1], config, seed, ratio_lo, margin)
     x0 = np.asarray(x0, np.float64).reshape(N_INPUTS)
     v0 = (x0 - prob.lo) / (prob.hi - prob.lo)
-    r0 = x0[_A] / critical_feedback(x0[_LAM], x0[_ETA], prob.kernel)
-    v0[_A] = (r0 - ratio_lo) / (margin - ratio_lo)
+    start = Inputs(x0)
+    r0 = start.a / critical_feedback(start.lam, start.eta, prob.kernel)
+    v0[COL_A] = (r0 - ratio_lo) / (margin - ratio_lo)
     v0 = np.clip(v0, 0.0, 1.0)
     last = {}
     count = [0]
@@ -173,7 +174,7 @@ def mc_calibrate(target_iv, grid: Grid, x0, bounds, weights=None, config: MCConf
     err = VOL_POINTS * (iv - target)[prob.quoted]
     err = np.where(np.isfinite(err), err, MISSING_PENALTY)
     at = tuple(PARAM_NAMES[j] for j in range(N_INPUTS) if min(sol.x[j], 1.0 - sol.x[j]) < 0.005)
-    return MCFit(x=x, feedback_ratio=float(ratio_lo + sol.x[_A] * (margin - ratio_lo)), iv=iv,
+    return MCFit(x=x, feedback_ratio=float(ratio_lo + sol.x[COL_A] * (margin - ratio_lo)), iv=iv,
                  rmse_pts=float(np.sqrt(np.mean(err**2))),
                  weighted_rmse_pts=float(np.sqrt(np.mean(prob.residuals(iv)[prob.quoted] ** 2))), at_bound=at,
                  n_missing=int(np.sum(~np.isfinite(iv[prob.quoted]))), nfev=int(sol.nfev), njev=int(sol.njev or 0),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..params import Inputs
 from .kernel import StepCoefficients, step_coefficients
 
 
@@ -23,9 +24,10 @@ def simulate_numpy(X, c, gamma, h, seg_ends, xi, q_cap: float = 400.0, antitheti
     """
     coef = coefficients or step_coefficients(gamma, h)
     X = np.asarray(X, dtype)
-    lam, eta, a, b, c0 = (X[:, j : j + 1] for j in range(5))
+    p = Inputs(X)
+    lam, eta, a, b, c0 = (u[:, None] for u in (p.lam, p.eta, p.a, p.b, p.c))  # (B, 1); c0 is the input c
     c = np.asarray(c, dtype)
-    z = np.repeat(X[:, 5:].T[:, :, None], xi.shape[-1] * (2 if antithetic else 1), axis=-1)
+    z = np.repeat(p.z0.T[:, :, None], xi.shape[-1] * (2 if antithetic else 1), axis=-1)
     x = np.zeros(z.shape[1:], dtype)
     decay, phi = coef.decay.astype(dtype), coef.phi.astype(dtype)
     load, dw_load = coef.load.astype(dtype), coef.dw.astype(dtype)

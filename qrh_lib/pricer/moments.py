@@ -20,12 +20,14 @@ import functools
 import numpy as np
 from scipy.linalg import expm, solve_continuous_lyapunov
 
+from ..params import Inputs
 from .kernel import FactorKernel, StepCoefficients, geometric_nodes, step_coefficients
 
 
 def _generator(x: np.ndarray, k: FactorKernel) -> np.ndarray:
     """Matrix G of the linear ODE y' = G y for y = (m, vec M, 1)."""
-    lam, eta, a, b, c0 = x[:5]
+    p = Inputs(x)
+    lam, eta, a, b, c0 = p.lam, p.eta, p.a, p.b, p.c
     n = k.n
     c = k.c
     A = -np.diag(k.gamma) - lam * np.outer(np.ones(n), c)
@@ -48,11 +50,12 @@ def expected_variance(x, times, kernel: FactorKernel | None = None) -> np.ndarra
     k = kernel or geometric_nodes()
     n = k.n
     G = _generator(x, k)
-    z0 = x[5:]
+    p = Inputs(x)
+    z0 = p.z0
     y0 = np.r_[z0, np.outer(z0, z0).ravel(), 1.0]
     times = np.asarray(times, dtype=np.float64)
     out = np.empty(times.shape)
-    lam, eta, a, b, c0 = x[:5]
+    a, b, c0 = p.a, p.b, p.c
     cc = np.kron(k.c, k.c)
     for i, t in enumerate(times.ravel()):
         y = expm(G * t) @ y0
@@ -88,9 +91,10 @@ def _moment_steps(X, h, kernel, coefficients):
     k = kernel or geometric_nodes()
     h = np.asarray(h, dtype=np.float64)
     coef = coefficients or step_coefficients(k.gamma, h)
-    lam, eta, a, b, c0 = (X[:, j] for j in range(5))
+    p = Inputs(X)
+    lam, eta, a, b, c0 = p.lam, p.eta, p.a, p.b, p.c  # (B,) each
     c = k.c
-    m = X[:, 5:].copy()  # (B, n)
+    m = p.z0.copy()  # (B, n)
     M = m[:, :, None] * m[:, None, :]
 
     # row-wise products and sums only (no BLAS contractions), so a sample's numbers do not depend on the batch
@@ -205,7 +209,8 @@ def feedback_ratio(X, kernel: FactorKernel | None = None, exact: bool = False) -
     single = X.ndim == 1
     X = np.atleast_2d(X)
     k = kernel or _default_kernel()
-    lam = X[:, 0]
+    p = Inputs(X)
+    lam = p.lam
     inside = (lam >= _TABLE_LAMBDA[0]) & (lam <= _TABLE_LAMBDA[1]) & (not exact)
     q = np.empty(len(X))
     if inside.any():
@@ -213,5 +218,5 @@ def feedback_ratio(X, kernel: FactorKernel | None = None, exact: bool = False) -
         q[inside] = np.interp(lam[inside], grid, table)
     for i in np.flatnonzero(~inside):
         q[i] = _lyapunov_weight(lam[i], k)
-    out = X[:, 2] * X[:, 1] ** 2 * q
+    out = p.a * p.eta**2 * q
     return float(out[0]) if single else out

@@ -41,7 +41,7 @@ from scipy.linalg import expm
 from ..grid import Grid, default_grid, rz_vix_grid, vix_grid  # noqa: F401  (the VIX grids, re-exported)
 from ..grid import maturity_index as grid_maturity_index
 from ..iv import black_vega, implied_total_vol
-from ..params import check_inputs
+from ..params import Inputs, check_inputs
 from .config import MCConfig
 from .kernel import FactorKernel, geometric_nodes
 from .mc import PathStats, QRHEngine
@@ -86,7 +86,8 @@ def _symmetric_basis(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _reduced_system(x: np.ndarray, k: FactorKernel, P: np.ndarray, L: np.ndarray):
     """The moment generator on the symmetric coordinates, and the weights of E[V] on them."""
-    lam, eta, a, b, c0 = x[:5]
+    inp = Inputs(x)
+    a, b, c0 = inp.a, inp.b, inp.c
     w = np.concatenate([-2 * a * b * k.c, a * np.kron(k.c, k.c), [a * b * b + c0]])
     return L @ _generator(x, k) @ P, P.T @ w
 
@@ -134,7 +135,7 @@ def expected_vix_squared(X, maturities, window: float = VIX_WINDOW, kernel: Fact
     out = np.empty((X.shape[0], T.size))
     for r, x in enumerate(X):
         Gs, _ = _reduced_system(x, k, P, L)
-        z0 = x[5:]
+        z0 = Inputs(x).z0
         y = np.r_[z0, z0[iu] * z0[ju], 1.0]
         t = 0.0
         for j, tj in enumerate(T):  # y(T_j) = e^{G (T_j - T_{j-1})} y(T_{j-1})

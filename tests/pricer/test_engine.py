@@ -9,6 +9,7 @@ import pytest
 from scipy.linalg import expm
 
 from qrh_lib.grid import default_grid, sqrt_t_grid
+from qrh_lib.params import COL_A, COL_LAMBDA, Inputs
 from qrh_lib.pricer import mc
 from qrh_lib.pricer.convergence import corner_states, coupled_bias
 from qrh_lib.pricer.kernel import aggregate_coefficients, geometric_nodes, step_coefficients
@@ -64,10 +65,11 @@ def test_factor_recursion_equals_convolution():
     coef = step_coefficients(k.gamma, h, "etd")
     xi = np.random.default_rng(0).standard_normal((h.size, 2, 1, 4))
     X = X_MID[None, :]
-    lam, eta, a, b, c0 = X_MID[:5]
+    p = Inputs(X_MID)
+    lam, eta, a, b, c0 = p.lam, p.eta, p.a, p.b, p.c
     g = np.concatenate([xi[:, :, 0], -xi[:, :, 0]], axis=-1)  # (N, 2, P) antithetic pairs
     # path of the recursion, step by step, keeping Z_k and V_k
-    z = np.repeat(X[:, 5:].T[:, :, None], 8, axis=-1)[:, 0, :]  # (n, P)
+    z = np.repeat(p.z0[:, None], 8, axis=-1)  # (n, P)
     Zs, Vs = [], []
     for j in range(h.size):
         Z = k.c @ z
@@ -81,7 +83,7 @@ def test_factor_recursion_equals_convolution():
     R = np.exp(-np.outer(t[-1] - t[1:], k.gamma))  # (N, n)
     I = np.einsum("jnr,jrp->jnp", coef.load, g)  # (N, n, P)
     drive = -lam * coef.phi[:, :, None] * np.array(Zs)[:, None, :] + eta * np.sqrt(np.array(Vs))[:, None, :] * I
-    conv = X_MID[5:, None] * np.exp(-k.gamma * t[-1])[:, None] + np.einsum("jn,jnp->np", R, drive)
+    conv = p.z0[:, None] * np.exp(-k.gamma * t[-1])[:, None] + np.einsum("jn,jnp->np", R, drive)
     np.testing.assert_allclose(z, conv, rtol=1e-10, atol=1e-12)
     _, z_np = simulate_numpy(X, k.c, k.gamma, h, eng.seg_ends, xi, dtype=np.float64, coefficients=coef)
     np.testing.assert_allclose(z_np[-1][:, 0], conv, rtol=1e-10, atol=1e-12)
@@ -117,7 +119,7 @@ def test_a_factor_alone_has_its_exact_ou_variance_at_daily_steps():
     tells them apart."""
     grid = sqrt_t_grid((30,), (0.0,))
     x = X_EQ.copy()
-    x[0], x[2] = 0.0, 0.0
+    x[COL_LAMBDA], x[COL_A] = 0.0, 0.0
     T = grid.maturities[0]
     for scheme in ("etd", "implicit"):
         cfg = MCConfig(n_paths=8192, steps_per_year=365, first_step=1 / 365, grading=0.0, batch_size=1,
@@ -129,7 +131,7 @@ def test_a_factor_alone_has_its_exact_ou_variance_at_daily_steps():
                               coefficients=eng.coefficients)
         for i in (k.n - 1, k.n - 2):
             zi = z[0][i, 0]
-            exact = x[1] ** 2 * x[4] * -np.expm1(-2 * k.gamma[i] * T) / (2 * k.gamma[i])
+            exact = Inputs(x).eta ** 2 * Inputs(x).c * -np.expm1(-2 * k.gamma[i] * T) / (2 * k.gamma[i])
             # z is Gaussian: se of the sample variance is var * sqrt(2 / (N - 1)) (antithetic pairs share |xi|:
             # Var is even in xi, so count pairs)
             se = exact * np.sqrt(2 / (zi.size // 2 - 1))
@@ -150,20 +152,20 @@ def test_factor_means_solve_the_linear_ode(scheme):
     xi = sample_normals(sample_seeds(0, [0]), eng.n_steps, cfg.n_paths // 2, coef.n_normals).numpy()
     k = eng.kernel
     _, z = simulate_numpy(X, k.c, k.gamma, eng.h, eng.seg_ends, xi, dtype=np.float64, coefficients=coef)
-    lam = X_MID[0]
+    lam, z0 = Inputs(X_MID).lam, Inputs(X_MID).z0
     A = -np.diag(k.gamma) - lam * np.outer(np.ones(k.n), k.c)
     for j, T in enumerate(grid.maturities):
-        exact = expm(A * T) @ X_MID[5:]
+        exact = expm(A * T) @ z0
         zz = z[j][:, 0, :]
         pairs = 0.5 * (zz[:, : zz.shape[1] // 2] + zz[:, zz.shape[1] // 2 :])
         se = pairs.std(-1, ddof=1) / np.sqrt(pairs.shape[1])
         # the scheme's own mean error: bounded by the gap between the discrete and exact means
-        disc = np.asarray(X_MID[5:], float)
+        disc = np.asarray(z0, float)
         coef = eng.coefficients
         for i in range(eng.seg_ends[j]):
             disc = coef.decay[i] * disc - lam * coef.phi[i] * (k.c @ disc)
         assert np.all(np.abs(pairs.mean(-1) - disc) <= Z_TOL * se + 1e-12), (T, pairs.mean(-1) - disc, se)
-        assert np.all(np.abs(disc - exact) <= 2e-3 * np.abs(X_MID[5:]).max()), (T, disc - exact)
+        assert np.all(np.abs(disc - exact) <= 2e-3 * np.abs(z0).max()), (T, disc - exact)
     # the engine's factor means follow the same numbers
     st = eng.simulate(X, [0], xi=xi)
     np.testing.assert_allclose(st.factor_mean[:, :, 0], z.mean(-1)[:, :, 0], atol=2e-5)
@@ -171,10 +173,10 @@ def test_factor_means_solve_the_linear_ode(scheme):
     # feedback is strong (at X_MID some paths reach V ~ 40 by 30 days, against a median of 0.02), so that its
     # sample mean and standard error settle slowly; a weaker feedback keeps the comparison a fair z-test
     x = X_MID.copy()
-    x[2] = 0.1
+    x[COL_A] = 0.1
     _, z = simulate_numpy(x[None], k.c, k.gamma, eng.h, eng.seg_ends, xi, dtype=np.float64, coefficients=coef)
     _, _, ev = discrete_moments(x, eng.h, k, coef)
-    a, b, c0 = x[2:5]
+    a, b, c0 = Inputs(x).a, Inputs(x).b, Inputs(x).c
     for j, end in enumerate(eng.seg_ends):
         V = a * (k.c @ z[j][:, 0, :] - b) ** 2 + c0
         pairs = 0.5 * (V[: V.size // 2] + V[V.size // 2 :])
@@ -211,22 +213,22 @@ def test_second_moment_growth_tells_explosive_from_stable_states():
     assert ev[1] / ev[0] == pytest.approx(np.exp(0.5 * rho[0]), rel=1e-3)
     ev = expected_variance(X_MID, [20.0, 40.0])
     assert ev[1] == pytest.approx(ev[0], rel=1e-2)
-    a_crit = critical_feedback(X_WILD[0], X_WILD[1])
+    a_crit = critical_feedback(Inputs(X_WILD).lam, Inputs(X_WILD).eta)
     x = X_WILD.copy()
-    x[2] = 0.99 * a_crit
+    x[COL_A] = 0.99 * a_crit
     assert second_moment_growth(x) < 0
-    x[2] = 1.01 * a_crit
+    x[COL_A] = 1.01 * a_crit
     assert second_moment_growth(x) > 0
 
 
 def test_a_zero_gives_flat_surface_at_sqrt_c():
     X = np.stack([X_MID, X_EQ])
-    X[:, 2] = 0.0
+    X[:, COL_A] = 0.0
     g = default_grid()
     cfg = MCConfig(n_paths=4096, steps_per_year=60)
     # without the Black-Scholes control (which, at a = 0, is the priced model itself)
     res = price_surfaces(X, g, cfg, seed=1, estimator="spot_cv")
-    sigma = np.sqrt(X[:, 4:5])
+    sigma = np.sqrt(Inputs(X).c[:, None])
     # compare where the option is within 3 standard deviations of the money (CLT regime for the price)
     near = np.abs(g.flat_log_moneyness())[None, :] < 3 * sigma * np.sqrt(g.flat_maturities())[None, :]
     z = (res.iv - sigma) / res.iv_se
@@ -327,9 +329,16 @@ def test_hedge_of_an_expired_option_stops_at_its_maturity():
     np.testing.assert_allclose(long.hedge[:, 0::2][:, :n_K], short.hedge, rtol=0, atol=1e-5)
 
 
+def _with(x, col, value):
+    """``x`` with one input changed."""
+    x = x.copy()
+    x[col] = value
+    return x
+
+
 @pytest.mark.parametrize("bad,match", [
-    (np.r_[X_MID[:2], np.nan, X_MID[3:]], r"\(a\) is nan"),
-    (np.r_[-1.0, X_MID[1:]], r"lambda.*outside its allowed range \[0.0, 10.0\]"),
+    (_with(X_MID, COL_A, np.nan), r"\(a\) is nan"),
+    (_with(X_MID, COL_LAMBDA, -1.0), r"lambda.*outside its allowed range \[0.0, 10.0\]"),
     (X_MID[:14], r"shape \(n, 15\)"),
 ])
 def test_bad_inputs_raise_naming_the_input(bad, match):

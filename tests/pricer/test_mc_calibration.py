@@ -6,7 +6,7 @@ import pytest
 
 from qrh_lib.data import sample_inputs
 from qrh_lib.grid import sqrt_t_grid
-from qrh_lib.params import RZ_BOX
+from qrh_lib.params import COL_A, COL_B, COL_C, COL_LAMBDA, COL_Z0, RZ_BOX, Inputs
 from qrh_lib.pricer.config import MCConfig
 from qrh_lib.pricer.mc_calibration import mc_calibrate
 from qrh_lib.pricer.moments import feedback_ratio
@@ -23,8 +23,8 @@ def test_fits_a_smile_priced_on_its_own_paths_from_a_distant_start():
     x_true = sample_inputs(1, RZ_BOX, seed=3, domain="stable")[0]
     res = price_surfaces(x_true[None], GRID, CFG, seed=5)
     x0 = x_true.copy()
-    x0[0] = 0.6 if x_true[0] > 1.5 else 2.4  # lambda across the box
-    x0[4] = 0.02 if x_true[4] < 0.015 else 0.005  # c
+    x0[COL_LAMBDA] = 0.6 if Inputs(x_true).lam > 1.5 else 2.4  # lambda across the box
+    x0[COL_C] = 0.02 if Inputs(x_true).c < 0.015 else 0.005
     start = price_surfaces(x0[None], GRID, CFG, seed=5).iv[0]
     start_err = 100 * np.sqrt(np.nanmean((start - res.iv[0]) ** 2))
     fit = mc_calibrate(res.iv[0], GRID, x0, BOX, config=CFG, seed=5, max_nfev=25)
@@ -38,18 +38,19 @@ def test_fits_a_smile_priced_on_its_own_paths_from_a_distant_start():
 def test_a_wide_box_is_searched_inside_the_stable_domain():
     """Bounds wider than the training box (lambda down to 0.05, z0 to +-1.5): the state found is stable and in them."""
     wide = BOX.copy()
-    wide[0] = (0.05, 6.0)
-    wide[5:] = (-1.5, 1.5)
+    wide[COL_LAMBDA] = (0.05, 6.0)
+    wide[COL_Z0] = (-1.5, 1.5)
     x0 = sample_inputs(1, RZ_BOX, seed=4, domain="stable")[0]
     target = np.full(GRID.size, 0.35)  # a flat smile far above the start's
     fit = mc_calibrate(target, GRID, x0, wide, config=CFG, seed=1, max_nfev=6)
-    assert np.all(fit.x >= wide[:, 0] - 1e-12) and np.all(np.delete(fit.x <= wide[:, 1] + 1e-12, 2))
+    assert np.all(fit.x >= wide[:, 0] - 1e-12) and np.all(np.delete(fit.x <= wide[:, 1] + 1e-12, COL_A))
     assert fit.feedback_ratio <= 0.9 and feedback_ratio(fit.x[None], exact=True)[0] <= 0.9 + 1e-6
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    (lambda b: b.__setitem__((0, 1), 12.0), r"bounds of lambda \[0.5, 12.0\] leave the engine's range \[0.0, 10.0\]"),
-    (lambda b: b.__setitem__((3, 0), 0.6), "lower < upper"),
+    (lambda b: b.__setitem__((COL_LAMBDA, 1), 12.0),
+     r"bounds of lambda \[0.5, 12.0\] leave the engine's range \[0.0, 10.0\]"),
+    (lambda b: b.__setitem__((COL_B, 0), 0.6), "lower < upper"),
 ])
 def test_bad_bounds_are_refused_with_the_input_named(change, message):
     b = BOX.copy()

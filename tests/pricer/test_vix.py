@@ -8,7 +8,7 @@ from scipy.integrate import quad
 from qrh_lib.data import sample_inputs
 from qrh_lib.grid import Grid, default_grid
 from qrh_lib.iv import black_vega, implied_total_vol
-from qrh_lib.params import RZ_BOX
+from qrh_lib.params import COL_Z0, RZ_BOX, Inputs
 from qrh_lib.pricer import vix
 from qrh_lib.pricer.config import MCConfig
 from qrh_lib.pricer.mc import MemoryBudgetError, QRHEngine, simulation_bytes, time_grid
@@ -28,9 +28,9 @@ def test_vix_squared_is_the_average_forward_variance_of_the_next_30_days():
     coef = vix.vix_coefficients(STATES)
     rng = np.random.default_rng(0)
     for r, x in enumerate(STATES):
-        z = x[5:] + 0.1 * rng.standard_normal(10)  # a state reached later
+        z = Inputs(x).z0 + 0.1 * rng.standard_normal(10)  # a state reached later
         from_z = x.copy()
-        from_z[5:] = z
+        from_z[COL_Z0] = z
         form = vix.vix_squared(np.broadcast_to(z[:, None, None], (10, len(STATES), 1)), coef)  # (B, P = 1)
         assert form.shape == (len(STATES), 1)
         assert form[r, 0] == pytest.approx(forward_variance_average(from_z, 0.0), rel=1e-10)
@@ -74,9 +74,9 @@ def inner_vix_squared(states, seed, n_paths):
     engine = QRHEngine(grid, cfg)
     means = [engine.simulate(states[lo : lo + INNER_BATCH], np.arange(lo, min(lo + INNER_BATCH, len(states))),
                              seed=seed).variance_mean for lo in range(0, len(states), INNER_BATCH)]
-    x = states
-    Z0 = x[:, 5:] @ engine.kernel.c
-    v0 = x[:, 2] * (Z0 - x[:, 3]) ** 2 + x[:, 4]  # V at the start, exactly
+    x = Inputs(states)
+    Z0 = x.z0 @ engine.kernel.c
+    v0 = x.a * (Z0 - x.b) ** 2 + x.c  # V at the start, exactly
     v = np.vstack([v0[None, :], np.hstack(means)])  # (steps + 1, B): the inner paths' mean of V at each date
     h = np.diff(times)[:, None]
     return (0.5 * h * (v[1:] + v[:-1])).sum(axis=0) / vix.VIX_WINDOW
@@ -99,7 +99,7 @@ def test_futures_and_implied_vols_agree_with_nested_monte_carlo():
     stats = engine.simulate(x, np.arange(1), seed=1, record_factors=True)
     z = stats.factors[0, :, 0, :].T  # (P, n) states at 30 days
     states = np.repeat(x, n_outer, axis=0)
-    states[:, 5:] = z
+    states[:, COL_Z0] = z
     nested_v2 = inner_vix_squared(states, seed=2, n_paths=256)
     form_v2 = vix.vix_squared(stats.factors[0], coef)[0]  # (P,)
     d = form_v2 - nested_v2
