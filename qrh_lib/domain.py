@@ -25,12 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .params import PARAM_NAMES, InputBox, check_inputs
+from .params import COL_A, InputBox, Inputs, check_inputs
 
 #: Largest feedback ratio a / a*(lambda, eta) of the product's domain (see the module docstring).
 STABILITY_MARGIN = 0.9
 DOMAINS = ("stable", "box")
-_A = PARAM_NAMES.index("a")
 
 
 @dataclass(frozen=True)
@@ -90,11 +89,12 @@ class Domain:
         bad = np.flatnonzero(~(ratio <= self.max_feedback_ratio))
         if bad.size:
             i = int(bad[0])
-            a_star = X[i, _A] / ratio[i]
+            x = Inputs(X[i])
+            a_star = x.a / ratio[i]
             raise ValueError(
-                f"{what}[{i}, {_A}] (a) = {X[i, _A]:.6g} is outside the stable domain: its feedback ratio a / a* = "
-                f"{ratio[i]:.4g} exceeds {self.max_feedback_ratio} (critical feedback a*(lambda={X[i, 0]:.6g}, "
-                f"eta={X[i, 1]:.6g}) = {a_star:.6g}, so a must be at most {self.max_feedback_ratio * a_star:.6g})")
+                f"{what}[{i}, {COL_A}] (a) = {x.a:.6g} is outside the stable domain: its feedback ratio a / a* = "
+                f"{ratio[i]:.4g} exceeds {self.max_feedback_ratio} (critical feedback a*(lambda={x.lam:.6g}, "
+                f"eta={x.eta:.6g}) = {a_star:.6g}, so a must be at most {self.max_feedback_ratio * a_star:.6g})")
         return X
 
     def to_dict(self) -> dict:

@@ -17,7 +17,7 @@ import numpy as np
 
 from .data import write_dataset
 from .grid import Grid, default_grid
-from .params import N_FACTORS, RZ_BOX, InputBox
+from .params import N_FACTORS, RZ_BOX, InputBox, Inputs
 
 _W = np.geomspace(1.0, 0.05, N_FACTORS)  # factor weights
 _G = np.geomspace(0.05, 50.0, N_FACTORS)  # factor decay rates (1/years)
@@ -27,8 +27,9 @@ def synthetic_surfaces(X, grid: Grid | None = None) -> np.ndarray:
     """Noise-free synthetic vols, shape (n, n_K * n_T), strike-major, for raw inputs X (n, 15)."""
     grid = default_grid() if grid is None else grid
     X = np.atleast_2d(np.asarray(X, np.float64))
-    lam, eta, a, b, c = (X[:, i : i + 1] for i in range(5))
-    z = X[:, 5:]
+    p = Inputs(X)
+    lam, eta, a, b, c = (u[:, None] for u in (p.lam, p.eta, p.a, p.b, p.c))  # (n, 1)
+    z = p.z0
     T = grid.maturities[None, :]
     # Z(T) averaged over [0, T] per factor: w z (1 - e^{-gT}) / (gT)
     avg = (1.0 - np.exp(-_G[None, :, None] * T[:, None, :])) / (_G[None, :, None] * T[:, None, :])

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 
 from qrh_lib.domain import STABILITY_MARGIN, Domain
-from qrh_lib.params import RZ_BOX
+from qrh_lib.params import COL_A, COL_ETA, COL_LAMBDA, RZ_BOX
 from qrh_lib.pricer.moments import critical_feedback, feedback_ratio, second_moment_growth
 
 
 def _state(lam, eta, a):
     x = 0.5 * (RZ_BOX.lo + RZ_BOX.hi)
-    x[:3] = lam, eta, a
+    x[[COL_LAMBDA, COL_ETA, COL_A]] = lam, eta, a
     return x
 
 

@@ -32,7 +32,7 @@ from scipy.special import expit
 from ..artifacts import load_pickle, read_json, save_json, save_npz, save_pickle, versions
 from ..domain import Domain
 from ..grid import Grid
-from ..params import N_INPUTS, InputBox, check_inputs
+from ..params import COL_A, COL_ETA, COL_LAMBDA, N_INPUTS, InputBox, Inputs, check_inputs
 from .pca import pca_from_arrays, pca_to_arrays
 
 _ARTIFACT_FILES = ("model.keras", "pca.npz", "pca.json", "x_scaling.json", "grid.json", "box.json")
@@ -263,12 +263,14 @@ class QRHSurrogate:
             if self._margin is None:
                 return Xa
             if len(Xa) == 1:  # one surface: scalar arithmetic is several times faster than array operations
-                lam, eta, a = Xa[0, :3].tolist()
+                row = Xa[0].tolist()
+                lam, eta, a = row[COL_LAMBDA], row[COL_ETA], row[COL_A]
                 if a * eta * eta * float(np.interp(lam, self._ratio_grid, self._ratio_table)) <= self._margin_fast:
                     return Xa
-            elif (Xa[:, 2] * Xa[:, 1] ** 2 * np.interp(Xa[:, 0], self._ratio_grid, self._ratio_table)
-                  <= self._margin_fast).all():
-                return Xa
+            else:
+                x = Inputs(Xa)
+                if (x.a * x.eta**2 * np.interp(x.lam, self._ratio_grid, self._ratio_table) <= self._margin_fast).all():
+                    return Xa
         try:
             return self.domain.check(X)
         except ValueError as err:

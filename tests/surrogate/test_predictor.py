@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from qrh_lib.data import load_dataset
-from qrh_lib.params import PARAM_NAMES
+from qrh_lib.params import COL_A, COL_ETA, COL_LAMBDA, PARAM_NAMES
 from qrh_lib.surrogate import QRHSurrogate
 
 
@@ -98,7 +98,7 @@ def test_outside_the_stable_domain_raises_naming_a_its_ratio_and_a_star(stable_s
     from qrh_lib.pricer.moments import critical_feedback
 
     x = 0.5 * (stable_surrogate.box.lo + stable_surrogate.box.hi)
-    x[:3] = 0.5, 1.5, 0.3  # a* = 0.2734: ratio 1.10
+    x[[COL_LAMBDA, COL_ETA, COL_A]] = 0.5, 1.5, 0.3  # a* = 0.2734: ratio 1.10
     with pytest.raises(ValueError, match=r"\(a\) = 0\.3 is outside the stable domain: its feedback ratio a / a\* = "
                                          r"1\.097 exceeds 0\.9 .*a\*\(lambda=0\.5, eta=1\.5\) = 0\.27343.*"
                                          r"allow_extrapolation"):
@@ -107,7 +107,7 @@ def test_outside_the_stable_domain_raises_naming_a_its_ratio_and_a_star(stable_s
         stable_surrogate.predict_numpy(np.stack([x, x]))
     assert np.isfinite(stable_surrogate.predict(x, allow_extrapolation=True)).all()
     # just inside the margin passes the fast path and the exact check alike
-    x[2] = 0.9 * critical_feedback(0.5, 1.5) * (1 - 1e-12)
+    x[COL_A] = 0.9 * critical_feedback(0.5, 1.5) * (1 - 1e-12)
     assert stable_surrogate.predict_numpy(x).shape == (1, 60)
     back = QRHSurrogate.load(stable_surrogate.save(tmp_path / "stable"))
     assert back.domain == stable_surrogate.domain
