@@ -18,6 +18,7 @@ _PUBLIC = {
     "TrainConfig": "config",
     "calibrate": "calibration",
     "calibrate_many": "calibration",
+    "fit_by_expiry": "market",
     "fit_svi": "market",
     "keep_in_span": "market",
     "load_market_quotes": "market",

@@ -474,3 +474,36 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def fit_by_expiry(quotes: Quotes, model_iv, model_se=None) -> pd.DataFrame:
+    """How a model's vols at the quotes fit them, per expiry and over all (the last row, ``"all"``).
+
+    Columns: ``days``, ``n`` quotes, ``rmse_pts`` (to the mids, vol points), ``inside_spread`` (the share of model vols
+    between bid and ask), ``median_half_spreads`` (the median of ``|model - mid| / ((ask - bid) / 2)``: below 1 is
+    inside the spread), ``median_half_spread_pts``; with ``model_se`` (e.g. a Monte Carlo re-pricing's standard
+    errors at the quotes) also ``median_se_pts``. Quotes without a model vol count as outside and are left out of
+    the RMSE (``n_missing``)."""
+    if quotes.bid is None:
+        raise ValueError("fit_by_expiry needs quotes with bid and ask")
+    iv = np.asarray(model_iv, np.float64).reshape(-1)
+    if iv.shape != (quotes.n,):
+        raise ValueError(f"model_iv has {iv.size} values, the quotes {quotes.n}")
+    half = 0.5 * (quotes.ask - quotes.bid)
+    err = iv - quotes.iv
+    frame = pd.DataFrame({"T": quotes.maturities, "err": VOL_POINTS * err, "half": VOL_POINTS * half,
+                          "inside": (iv >= quotes.bid) & (iv <= quotes.ask), "missing": ~np.isfinite(iv),
+                          "se": np.nan if model_se is None else VOL_POINTS * np.asarray(model_se, np.float64)})
+
+    def summary(g: pd.DataFrame) -> dict:
+        row = {"days": 365 * g["T"].iloc[0], "n": len(g), "rmse_pts": float(np.sqrt(np.nanmean(g["err"] ** 2))),
+               "inside_spread": float(g["inside"].mean()),
+               "median_half_spreads": float(np.nanmedian(np.abs(g["err"]) / g["half"])),
+               "median_half_spread_pts": float(g["half"].median()), "n_missing": int(g["missing"].sum())}
+        if model_se is not None:
+            row["median_se_pts"] = float(np.nanmedian(g["se"]))
+        return row
+
+    rows = {f"{365 * T:.0f} d": summary(g) for T, g in frame.groupby("T", sort=True)}
+    rows["all"] = {**summary(frame), "days": np.nan}
+    return pd.DataFrame(rows).T.rename_axis("expiry")

@@ -320,3 +320,22 @@ def test_market_folder_is_beside_the_project_and_overridable(tmp_path, monkeypat
                          env={**os.environ, "QRH_MARKET_DIR": str(tmp_path / "q")}, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == str(tmp_path / "q")
+
+
+def test_fit_by_expiry_counts_the_spread_and_the_errors():
+    """Two expiries of two quotes; the model inside the spread at one quote of each, known errors."""
+    from qrh_lib.surrogate.market import fit_by_expiry
+    from qrh_lib.surrogate.quotes import Quotes
+
+    q = Quotes([-0.1, 0.0, -0.1, 0.0], [0.1, 0.1, 0.5, 0.5], [0.20, 0.18, 0.22, 0.21],
+               bid=[0.19, 0.175, 0.21, 0.205], ask=[0.21, 0.185, 0.23, 0.215])
+    model = np.array([0.205, 0.19, 0.22, np.nan])  # +0.5, +1.0 (outside), 0.0, missing
+    t = fit_by_expiry(q, model)
+    assert list(t.index) == ["36 d", "182 d", "all"]
+    np.testing.assert_allclose(t.loc["36 d", "rmse_pts"], np.sqrt((0.5**2 + 1.0**2) / 2))
+    assert t.loc["36 d", "inside_spread"] == 0.5 and t.loc["182 d", "inside_spread"] == 0.5
+    np.testing.assert_allclose(t.loc["36 d", "median_half_spreads"], np.median([0.5 / 1.0, 1.0 / 0.5]))
+    assert t.loc["182 d", "n_missing"] == 1 and t.loc["182 d", "rmse_pts"] == 0.0
+    assert t.loc["all", "n"] == 4 and t.loc["all", "inside_spread"] == 0.5
+    with pytest.raises(ValueError, match="model_iv has 3 values, the quotes 4"):
+        fit_by_expiry(q, model[:3])
