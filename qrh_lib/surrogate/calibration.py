@@ -381,7 +381,7 @@ def calibrate(
     else:
         U = np.random.default_rng(seed).uniform(-1.0, 1.0, size=(n_cand, N_INPUTS))
         values = obj.values(U)
-    starts_u = U[np.argsort(values)[:n_starts]]
+    starts_u = U[np.argsort(values, kind="stable")[:n_starts]]  # ties: the first candidate
     if x0 is not None:
         span = np.where(hi > lo, hi - lo, 1.0)
         u0 = np.clip(2.0 * (np.asarray(x0, np.float64) - lo) / span - 1.0, -1.0, 1.0)
@@ -435,23 +435,42 @@ def _least_squares(obj: _Objective, u0, maxiter, ftol, gtol):
     r"""Levenberg-Marquardt (MINPACK, scipy's ``least_squares(method="lm")``) from ``u0``, the cube's bounds kept by
     the change of variables :math:`u = \sin v` (as in MINUIT): unconstrained in v, every v is a point of the cube,
     and a bound is reached where :math:`\cos v = 0`. Residuals and Jacobian come from one forward-mode pass (the
-    Jacobian asked for at the last residuals' point is reused)."""
+    Jacobian asked for at the last residuals' point is reused).
+
+    MINPACK sees one variable more than the 15, whose Jacobian column is zero (:data:`_PAD_COLUMNS`): SciPy's
+    MINPACK (its C translation; SciPy 1.17.1 here) reads one value past the end of its Jacobian buffer when its
+    pivoted QR (``qrfac``) recomputes the norm of the last column, which it does when that column has become nearly
+    dependent on the others; with the PCA head the Jacobian has rank at most K < 15 (module docstring), so this
+    happens. The value read is leftover heap memory, so the same start could end at different inputs from one call
+    to the next (scipy/scipy#23612, fixed upstream by scipy/scipy#24323). A zero last column is never pivoted and
+    its norm is never recomputed, so every read stays inside the buffer; its variable stays exactly 0 (MINPACK scales
+    a zero column by 1), so it adds nothing to the step or to its bound.
+    """
+    n = u0.size
     last = {}
 
-    def fun(v):
+    def fun(w):
+        v = w[:n]
         r, J = obj.residuals_and_jacobian(np.sin(v))
-        last["v"], last["J"] = v.copy(), J * np.cos(v)
+        Jw = np.zeros((J.shape[0], n + _PAD_COLUMNS))
+        Jw[:, :n] = J * np.cos(v)
+        last["w"], last["J"] = w.copy(), Jw
         return r
 
-    def jac(v):
-        if not np.array_equal(v, last.get("v")):
-            fun(v)
+    def jac(w):
+        if not np.array_equal(w, last.get("w")):
+            fun(w)
         return last["J"]
 
-    res = least_squares(fun, np.arcsin(np.clip(u0, -1.0, 1.0)), jac=jac, method="lm", ftol=ftol, xtol=ftol,
-                        gtol=gtol, max_nfev=maxiter)
-    res.x = np.sin(res.x)
+    w0 = np.concatenate([np.arcsin(np.clip(u0, -1.0, 1.0)), np.zeros(_PAD_COLUMNS)])
+    res = least_squares(fun, w0, jac=jac, method="lm", ftol=ftol, xtol=ftol, gtol=gtol, max_nfev=maxiter)
+    res.x = np.sin(res.x[:n])
     return res
+
+
+#: Zero Jacobian columns appended to the least-squares problem, so that MINPACK's last column is never a real one
+#: (see :func:`_least_squares`).
+_PAD_COLUMNS = 1
 
 
 def calibrate_many(surrogate, targets, weights=None, seed: int = 0, **kwargs) -> list[CalibrationResult]:

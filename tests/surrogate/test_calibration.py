@@ -1,4 +1,10 @@
-"""Calibration through the surrogate: fit, parameter recovery where identifiable, options."""
+"""Calibration through the surrogate: fit, parameter recovery where identifiable, options, reproducibility."""
+
+import ctypes
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,6 +117,64 @@ def test_seeded_and_backends_agree(tiny_surrogate, targets):
     np.testing.assert_allclose(g2, g1, rtol=1e-3, atol=1e-4 * np.abs(g1).max())
     r = calibrate(tiny_surrogate, T[4], seed=3, backend="tf", n_starts=1)
     assert r.fit_rmse_pts < 0.01  # float32 objective: converges less tightly, still far below MC noise
+
+
+def _calibrate_targets(surrogate, targets) -> np.ndarray:
+    return np.array([calibrate(surrogate, t, seed=3).x for t in targets])
+
+
+def test_same_seed_gives_bit_identical_inputs_when_repeated(tiny_surrogate, targets):
+    """Issue 20's intermittent failure: SciPy's MINPACK read one value past its Jacobian buffer, so the same
+    calibration ended at inputs that depended on what the heap held there. Repeated with glibc filling freed memory
+    with a different byte each time (``mallopt(M_PERTURB)``; elsewhere plain repetitions): before the zero column of
+    ``_least_squares`` kept the reads inside, these calibrations mostly ended at other inputs for each fill."""
+    _, T = targets
+    libc = ctypes.CDLL(None)
+    mallopt = getattr(libc, "mallopt", None)
+    runs = []
+    try:
+        for fill in (85, 170, 0, 85):
+            if mallopt is not None:
+                mallopt(-6, fill)  # M_PERTURB: freed memory is overwritten with this byte
+            runs.append(_calibrate_targets(tiny_surrogate, T))
+    finally:
+        if mallopt is not None:
+            mallopt(-6, 0)
+    for x in runs[1:]:
+        np.testing.assert_array_equal(x, runs[0])
+
+
+_CALIBRATE_IN_A_FRESH_PROCESS = """
+import sys
+import numpy as np
+from qrh_lib.surrogate import QRHSurrogate
+from qrh_lib.surrogate.calibration import calibrate
+s = QRHSurrogate.load(sys.argv[1])
+np.save(sys.argv[3], np.array([calibrate(s, t, seed=3).x for t in np.load(sys.argv[2])]))
+"""
+
+
+@pytest.mark.slow
+def test_same_seed_gives_bit_identical_inputs_in_fresh_processes(tiny_surrogate, targets, tmp_path):
+    """The same calibrations in two fresh processes whose new heap memory glibc fills with different bytes
+    (``MALLOC_PERTURB_``; other allocators ignore it) give this process's inputs bit for bit; before the fix, the
+    value the solver read past its buffer came from that fill, and the inputs differed."""
+    _, T = targets
+    here = _calibrate_targets(tiny_surrogate, T)
+    tiny_surrogate.save(tmp_path / "surrogate")
+    np.save(tmp_path / "targets.npy", T)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _CALIBRATE_IN_A_FRESH_PROCESS, str(tmp_path / "surrogate"),
+                          str(tmp_path / "targets.npy"), str(tmp_path / f"x_{fill}.npy")],
+                         env={**os.environ, "MALLOC_PERTURB_": str(fill)}, cwd=Path(__file__).parents[2],
+                         stderr=subprocess.PIPE, text=True)
+        for fill in (85, 170)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+    for fill in (85, 170):
+        np.testing.assert_array_equal(np.load(tmp_path / f"x_{fill}.npy"), here, err_msg=f"MALLOC_PERTURB_={fill}")
 
 
 def test_calibration_searches_the_stable_domain_only(tiny_surrogate):
