@@ -1,6 +1,7 @@
 """Calibration through the surrogate: fit, parameter recovery where identifiable, options, reproducibility."""
 
 import ctypes
+import hashlib
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 
 from qrh_lib.data import load_dataset
 from qrh_lib.surrogate.calibration import _Objective, calibrate, calibrate_many, identifiability
+from qrh_lib.surrogate.quotes import interpolate_surface
 
 # Tight settings for recovery tests (the library defaults stop at fits far below MC noise).
 TIGHT = {"maxiter": 500, "ftol": 1e-14, "gtol": 1e-9}
@@ -175,6 +177,77 @@ def test_same_seed_gives_bit_identical_inputs_in_fresh_processes(tiny_surrogate,
         assert p.returncode == 0, err[-2000:]
     for fill in (85, 170):
         np.testing.assert_array_equal(np.load(tmp_path / f"x_{fill}.npy"), here, err_msg=f"MALLOC_PERTURB_={fill}")
+
+
+def _digest(results) -> str:
+    """SHA-1 of every number of calibration results but the wall time: inputs, fit, surface, counts, solver status and
+    the starts."""
+    h = hashlib.sha1()
+    for r in results:
+        h.update(np.asarray(r.x, np.float64).tobytes() + np.asarray(r.iv, np.float64).tobytes())
+        h.update(np.array([r.fit_rmse, r.fit_rmse_pts]).tobytes())
+        h.update(repr((r.iterations, r.n_evaluations, r.success, r.message, r.starts)).encode())
+    return h.hexdigest()[:16]
+
+
+def _reference_calibrations(surrogate, X, T) -> dict:
+    """One calibration of each kind (solver, options, domain, quotes), for the numbers of :data:`REFERENCE`."""
+    from qrh_lib.domain import Domain
+    from qrh_lib.surrogate import QRHSurrogate
+    from qrh_lib.surrogate.quotes import Quotes, calibrate_quotes
+
+    s, box = surrogate, surrogate.box
+    stable = QRHSurrogate(s.model, s.pca_info, s.x_scale, s.x_min, s.grid, s.box, domain=Domain(s.box))
+    t = T[3].copy()
+    t[[0, 7, 33]] = np.nan
+    fixed = np.column_stack([box.lo, box.hi])
+    fixed[5:] = X[1, 5:, None]
+    g = s.grid
+    rng = np.random.default_rng(1)
+    Tq = rng.uniform(g.maturities[0], g.maturities[-1], 30)
+    kq = rng.uniform(-0.45, 0.25, 30) * np.sqrt(Tq)
+    iv = interpolate_surface(s, T[2], kq, Tq)
+    half = rng.uniform(0.001, 0.01, 30)
+    x_mid = 0.5 * (box.lo + box.hi)
+    return {
+        "default": [calibrate(s, T[4], seed=3)],
+        "weights, missing points, x0, options": [
+            calibrate(s, t, weights=np.linspace(0.5, 2.0, 60), seed=2, n_starts=3, n_candidates=1024, x0=X[0],
+                      maxiter=30, ftol=1e-10, gtol=1e-10)],
+        "fixed inputs": [calibrate(s, T[1], bounds=fixed, seed=1, n_starts=4, **TIGHT)],
+        "stable domain, x0": [calibrate(stable, s.predict_numpy(box.hi)[0], seed=0),
+                              calibrate(stable, T[5], seed=0, x0=x_mid)],
+        "lbfgsb": [calibrate(s, T[6], seed=0, solver="lbfgsb", n_candidates=256),
+                   calibrate(s, T[7], seed=0, solver="lbfgsb", n_candidates=256, joint=True, n_starts=3)],
+        "many": calibrate_many(s, T[8:10], weights=np.linspace(1.0, 2.0, 60), seed=4),
+        "quotes": [calibrate_quotes(s, Quotes(kq, Tq, iv, bid=iv - half, ask=iv + half), seed=0)],
+    }
+
+
+#: :func:`_digest` of each kind of :func:`_reference_calibrations` on the tiny surrogate, recorded before ``calibrate``
+#: was split into its pieces; ``"network"`` fingerprints the surrogate they were recorded with.
+REFERENCE = {
+    "network": "25222feac3a4642e",
+    "default": "356376e7cd69a199",
+    "weights, missing points, x0, options": "e47c4d555587479d",
+    "fixed inputs": "9757ac9b383722ef",
+    "stable domain, x0": "2210fd84f4c1f0c2",
+    "lbfgsb": "24271c7fdb256e8b",
+    "many": "9fbda33957763a2f",
+    "quotes": "1288646015e9d757",
+}
+
+
+def test_calibration_numbers_are_unchanged(tiny_surrogate, targets):
+    """Every number of every kind of calibration is the one recorded (bit for bit) before the calibration was split
+    into pieces. The reference holds for the network it was recorded with: a machine or a TensorFlow that trains the
+    tiny surrogate differently (see the fingerprint) skips."""
+    X, T = targets
+    network = hashlib.sha1(tiny_surrogate.predict_numpy(X).tobytes()).hexdigest()[:16]
+    if network != REFERENCE["network"]:
+        pytest.skip(f"the tiny surrogate differs from the one the reference was recorded with ({network})")
+    got = {name: _digest(results) for name, results in _reference_calibrations(tiny_surrogate, X, T).items()}
+    assert got == {k: v for k, v in REFERENCE.items() if k != "network"}
 
 
 def test_calibration_searches_the_stable_domain_only(tiny_surrogate):
