@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 from _common import parse_args, parser, record, result_path, write_result
 
+from qrh_lib.cluster import ClusterConfig, cores, open_client, run_tasks
 from qrh_lib.data import load_dataset
-from qrh_lib.pricer.cluster import ClusterConfig, cores, open_client, run_tasks
 from qrh_lib.pricer.config import GenerationConfig
 from qrh_lib.pricer.generate import generate_dataset, price_shard_task, price_shards
 from qrh_lib.workflow.profiles import load_profile

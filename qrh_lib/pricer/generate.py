@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import plain, read_json, save_json, save_npz, versions
+from ..cluster import add_cluster_arguments, cluster_from_arguments, open_client, run_tasks, settings, uses_dask
 from ..data import MAX_MISSING_VOLS, SAMPLERS, sample_inputs, size_label, split_rows, write_dataset
 from ..domain import DOMAINS
 from ..iv import NAN_REASONS
 from ..params import BOXES, PARAM_NAMES
 from ..paths import RAW_DATA_DIR
-from .cluster import add_cluster_arguments, cluster_from_arguments, open_client, run_tasks, settings, uses_dask
 from .config import GenerationConfig
 from .mc import QRHEngine
 from .moments import second_moment_growth

@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import read_json, save_json, save_npz, versions
+from ..cluster import add_cluster_arguments, cluster_from_arguments
 from ..data import MAX_MISSING_VOLS
 from ..iv import VOL_POINTS
 from ..paths import DATA_DIR
-from .cluster import add_cluster_arguments, cluster_from_arguments
 from .generate import GenerationConfig, finished, load_shards, price_shards
 from .moments import feedback_ratio, second_moment_growth
 
