@@ -167,6 +167,18 @@ class _Objective:
         X = self._map(np.atleast_2d(u))[0]
         return X[0] if u.ndim == 1 else X
 
+    def u_of(self, x) -> np.ndarray:
+        """The point of the cube whose inputs are ``x`` (15,), clipped to the cube: the inverse of :meth:`x_of`
+        (an input fixed by equal bounds maps to -1)."""
+        x = np.asarray(x, np.float64)
+        lo, hi = self.lo, self.hi
+        span = np.where(hi > lo, hi - lo, 1.0)
+        u = np.clip(2.0 * (x - lo) / span - 1.0, -1.0, 1.0)
+        if self.stable:  # the inverse of the map of a into the domain's feedback range
+            a_max = self._a_max(np.clip(x, lo, hi)[None, :])[0][0]
+            u[_A] = np.clip(2.0 * (x[_A] - lo[_A]) / (a_max - lo[_A]) - 1.0, -1.0, 1.0)
+        return u
+
     def _scaled(self, U):
         return U * self.A + self.c if not self.stable else self.x_of(U) * self.x_scale + self.x_min
 
@@ -359,21 +371,32 @@ def calibrate(
         (:class:`qrh_lib.surrogate.quotes.QuoteMap`); ``target_iv`` and ``weights`` then have ``n_quotes`` values.
         ``"lsq"`` only; :func:`qrh_lib.surrogate.quotes.calibrate_quotes` builds it.
     """
+    maxiter, gtol = _solver_settings(solver, observe, maxiter, gtol)
+    t0 = time.perf_counter()
+    d, what = (surrogate.grid.size, "target_iv") if observe is None else (observe.n_quotes, "quotes' vols")
+    target, w = check_target(target_iv, weights, d, what)
+    lo, hi = _bounds_arrays(surrogate, bounds)
+    obj = _Objective(surrogate, target, w, lo, hi, backend if solver == "lbfgsb" else "numpy", observe)
+    starts_u = _start_points(surrogate, obj, solver, n_starts, n_candidates, seed, x0)
+    return _result(surrogate, obj, starts_u, _solve(obj, starts_u, solver, maxiter, ftol, gtol, joint), t0)
+
+
+def _solver_settings(solver: str, observe, maxiter: int | None, gtol: float | None) -> tuple[int, float]:
+    """The solver's evaluation budget and gradient tolerance (its defaults where not given); an unknown solver, or
+    quotes seen through ``observe`` by another solver than ``"lsq"``, raise."""
     if solver not in SOLVERS:
         raise ValueError(f"solver = {solver!r} is unknown; allowed: {SOLVERS}")
     if observe is not None and solver != "lsq":
         raise ValueError("quotes seen through `observe` need solver='lsq'")
-    t0 = time.perf_counter()
-    if observe is None:
-        target, w = check_target(target_iv, weights, surrogate.grid.size)
-    else:
-        target, w = check_target(target_iv, weights, observe.n_quotes, what="quotes' vols")
-    if maxiter is None:
-        maxiter = DEFAULT_MAXITER[solver]
-    if gtol is None:
-        gtol = DEFAULT_GTOL[solver]
-    lo, hi = _bounds_arrays(surrogate, bounds)
-    obj = _Objective(surrogate, target, w, lo, hi, backend if solver == "lbfgsb" else "numpy", observe)
+    return (DEFAULT_MAXITER[solver] if maxiter is None else maxiter,
+            DEFAULT_GTOL[solver] if gtol is None else gtol)
+
+
+def _start_points(surrogate, obj: _Objective, solver: str, n_starts: int, n_candidates: int, seed: int,
+                  x0=None) -> np.ndarray:
+    """The solver's starting points in u (n_starts, 15): the best ``n_starts`` of ``max(n_candidates, n_starts)``
+    candidates (``"lsq"``: the surrogate's bank; ``"lbfgsb"``: uniform points priced now), the first candidate on a
+    tie; ``x0``, if given, replaces the last of them and goes first."""
     n_cand = max(n_candidates, n_starts)
     if solver == "lsq":
         U, F = _bank(surrogate, obj, n_cand, seed)
@@ -381,48 +404,62 @@ def calibrate(
     else:
         U = np.random.default_rng(seed).uniform(-1.0, 1.0, size=(n_cand, N_INPUTS))
         values = obj.values(U)
-    starts_u = U[np.argsort(values, kind="stable")[:n_starts]]  # ties: the first candidate
-    if x0 is not None:
-        span = np.where(hi > lo, hi - lo, 1.0)
-        u0 = np.clip(2.0 * (np.asarray(x0, np.float64) - lo) / span - 1.0, -1.0, 1.0)
-        if obj.stable:  # the inverse of the map of a into the domain's feedback range
-            a_max = obj._a_max(np.clip(np.asarray(x0, np.float64), lo, hi)[None, :])[0][0]
-            u0[_A] = np.clip(2.0 * (x0[_A] - lo[_A]) / (a_max - lo[_A]) - 1.0, -1.0, 1.0)
-        starts_u = np.vstack([u0[None, :], starts_u[: max(n_starts - 1, 0)]])
+    starts_u = U[np.argsort(values, kind="stable")[:n_starts]]
+    if x0 is None:
+        return starts_u
+    return np.vstack([obj.u_of(x0)[None, :], starts_u[: max(n_starts - 1, 0)]])
+
+
+@dataclass(frozen=True)
+class _Runs:
+    """The solver's runs from the starting points: their end points in u (one row per start), iterations summed over
+    them, and the scipy result that reports on each start (with L-BFGS-B's ``joint``, the one result of all)."""
+
+    U: np.ndarray
+    iterations: int
+    results: list
+
+
+def _solve(obj: _Objective, starts_u: np.ndarray, solver: str, maxiter: int, ftol: float, gtol: float,
+           joint: bool) -> _Runs:
+    """Run the solver from each starting point (see :func:`calibrate`)."""
     if solver == "lsq":
         runs = [_least_squares(obj, u, maxiter, ftol, gtol) for u in starts_u]
-        U = np.vstack([r.x for r in runs])
-        iterations = int(sum(r.nfev for r in runs))
-    else:
-        # joint=True runs all starts as one L-BFGS-B problem on the sum of their independent objectives
-        # (a batch of n_starts rows costs about one row); it is a little faster at the default tolerances
-        # but converges far less tightly, because L-BFGS's curvature pairs mix the starts.
-        groups = [starts_u] if joint else [u[None, :] for u in starts_u]
-        runs = [
-            minimize(obj, g.reshape(-1), jac=True, method="L-BFGS-B", bounds=[(-1.0, 1.0)] * g.size,
-                     options={"maxiter": maxiter, "ftol": ftol, "gtol": gtol})
-            for g in groups
-        ]
-        U = np.vstack([r.x.reshape(-1, N_INPUTS) for r in runs])
-        iterations = int(sum(r.nit for r in runs))
-    f_starts = obj.values(U)
+        return _Runs(np.vstack([r.x for r in runs]), int(sum(r.nfev for r in runs)), runs)
+    # joint=True runs all starts as one L-BFGS-B problem on the sum of their independent objectives
+    # (a batch of n_starts rows costs about one row); it is a little faster at the default tolerances
+    # but converges far less tightly, because L-BFGS's curvature pairs mix the starts.
+    groups = [starts_u] if joint else [u[None, :] for u in starts_u]
+    runs = [
+        minimize(obj, g.reshape(-1), jac=True, method="L-BFGS-B", bounds=[(-1.0, 1.0)] * g.size,
+                 options={"maxiter": maxiter, "ftol": ftol, "gtol": gtol})
+        for g in groups
+    ]
+    return _Runs(np.vstack([r.x.reshape(-1, N_INPUTS) for r in runs]), int(sum(r.nit for r in runs)),
+                 runs * len(starts_u) if joint else runs)
+
+
+def _result(surrogate, obj: _Objective, starts_u: np.ndarray, runs: _Runs, t0: float) -> CalibrationResult:
+    """The best run as a :class:`CalibrationResult` (inputs checked against the surrogate's domain), with every
+    start's summary; ``t0`` the calibration's start time."""
+    f_starts = obj.values(runs.U)
     best = int(np.argmin(f_starts))
-    res = runs[0] if solver == "lbfgsb" and joint else runs[best]
-    x = obj.x_of(U[best])
+    res = runs.results[best]
+    x = obj.x_of(runs.U[best])
     if not surrogate.domain.contains(x)[0]:  # only where bounds fix a above the domain's feedback range
         surrogate.domain.check(x[None, :], what="calibrated x")
     iv = surrogate.numpy_net.forward(surrogate.scale_inputs(x)[None, :])[0]
     fit_pts = float(np.sqrt(2.0 * f_starts[best]))
     starts = tuple(
         {"x": obj.x_of(u).tolist(), "x0": obj.x_of(u0).tolist(), "fit_rmse_pts": float(np.sqrt(2.0 * f))}
-        for u, u0, f in zip(U, starts_u, f_starts, strict=True)
+        for u, u0, f in zip(runs.U, starts_u, f_starts, strict=True)
     )
     return CalibrationResult(
         x=x,
         fit_rmse=fit_pts / VOL_POINTS,
         fit_rmse_pts=fit_pts,
         iv=iv,
-        iterations=iterations,
+        iterations=runs.iterations,
         n_evaluations=obj.n_eval,
         seconds=time.perf_counter() - t0,
         success=bool(res.success),
