@@ -506,4 +506,4 @@ def fit_by_expiry(quotes: Quotes, model_iv, model_se=None) -> pd.DataFrame:
 
     rows = {f"{365 * T:.0f} d": summary(g) for T, g in frame.groupby("T", sort=True)}
     rows["all"] = {**summary(frame), "days": np.nan}
-    return pd.DataFrame(rows).T.rename_axis("expiry")
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("expiry")

@@ -32,6 +32,7 @@ NOTEBOOKS = (
     "07_residuals",
     "08_calibration",
     "09_vix",
+    "10_market",
 )
 DEFAULT_PROFILE = "cpu"
 
@@ -92,6 +93,7 @@ def config_parameters() -> dict:
         ("08_calibration", "calibration"): calibration_options,
         ("09_vix", "train"): lambda d: vix_train_config(d, seed=0),
         ("09_vix", "calibration"): calibration_options,
+        ("10_market", "calibration"): calibration_options,
     }
 
 
@@ -102,7 +104,8 @@ def mirrored_defaults() -> dict:
 
     mirrored = {("01_data_generation", "n_check_paths"): MCConfig().n_paths,
                 ("08_calibration", "repricing_paths"): MCConfig().n_paths,
-                ("09_vix", "quote_paths"): MCConfig().n_paths}
+                ("09_vix", "quote_paths"): MCConfig().n_paths,
+                ("10_market", "repricing_paths"): MCConfig().n_paths}
     return mirrored | {(nb, "seed"): GenerationConfig().seed for nb in NOTEBOOKS}
 
 

@@ -54,6 +54,10 @@ HEADLINE: tuple[tuple[str, str, str], ...] = (
     ("09_vix", "vix_truth_mae_pts", "VIX network: truth-set MAE (vol points)"),
     ("09_vix", "vix_truth_rmse_pts", "VIX network: truth-set RMSE (vol points)"),
     ("09_vix", "joint_calibration_median_ms", "joint SPX/VIX calibration, median time"),
+    ("10_market", "spx_mc_rmse_pts", "market SPX fit re-priced by Monte Carlo, RMSE to the mids (vol points)"),
+    ("10_market", "spx_surrogate_vs_mc_rmse_pts", "surrogate against Monte Carlo at the market fit (vol points)"),
+    ("10_market", "joint_vix_mc_inside_spread", "joint market fit: VIX re-priced inside the bid-ask spread"),
+    ("10_market", "spx_calibration_median_ms", "calibration to the SPX market quotes, median time"),
 )
 
 #: Durations by the last word of their key (``train_seconds``, ``seconds_per_surface``, ``latency_us``): seconds
