@@ -264,6 +264,9 @@ DEFAULT_MAXITER = {"lsq": 20, "lbfgsb": 100}
 DEFAULT_GTOL = {"lsq": 1e-8, "lbfgsb": 1e-6}
 
 
+#: Starting points of each calibration, and the candidates (the bank) they are the best of, unless told otherwise.
+N_STARTS, N_CANDIDATES = 2, 4096
+
 #: The tuning options of :func:`calibrate` that a notebook or a profile may set (its ``calibration`` dict).
 OPTIONS = ("solver", "n_starts", "n_candidates", "maxiter", "ftol", "gtol", "backend", "joint")
 
@@ -315,6 +318,17 @@ def _bank(surrogate, obj: _Objective, n: int, seed: int):
     return banks[key]
 
 
+def candidate_bank(surrogate, bounds=None, seed: int = 0, n_candidates: int = N_CANDIDATES,
+                   n_starts: int = N_STARTS) -> tuple[np.ndarray, np.ndarray]:
+    """The bank of starting points that least-squares calibrations with these ``bounds``, ``seed``, ``n_candidates``
+    and ``n_starts`` start from, computed now if it is not yet (so that the first calibration's time is its own):
+    the candidates in u (n, 15) and the surrogate's surfaces there (n, d)."""
+    lo, hi = _bounds_arrays(surrogate, bounds)
+    d = surrogate.grid.size
+    placeholder = _Objective(surrogate, np.full(d, 0.2), np.ones(d), lo, hi, "numpy")  # only its map of u is used
+    return _bank(surrogate, placeholder, max(n_candidates, n_starts), seed)
+
+
 # BLAS threads only add overhead on 15-dimensional problems (and L-BFGS-B's own small BLAS calls slow down by
 # ~50x on a busy multi-core machine): the calibration runs single-threaded.
 @_THREADPOOLS.wrap(limits=1, user_api="blas")
@@ -324,8 +338,8 @@ def calibrate(
     weights=None,
     bounds=None,
     seed: int = 0,
-    n_starts: int = 2,
-    n_candidates: int = 4096,
+    n_starts: int = N_STARTS,
+    n_candidates: int = N_CANDIDATES,
     maxiter: int | None = None,
     ftol: float = 1e-8,
     gtol: float | None = None,
@@ -511,13 +525,25 @@ _PAD_COLUMNS = 1
 
 
 def calibrate_many(surrogate, targets, weights=None, seed: int = 0, **kwargs) -> list[CalibrationResult]:
-    """:func:`calibrate` each row of ``targets`` (n, d), all with the same ``seed`` (hence one candidate bank)."""
+    """:func:`calibrate` each row of ``targets`` (n, d), all with the same ``seed`` (hence one candidate bank, built
+    before the first, so that every ``seconds`` is a calibration's own); ``weights`` (d,) or (n, d)."""
     targets = np.atleast_2d(np.asarray(targets, np.float64))
     W = None if weights is None else np.broadcast_to(np.asarray(weights, np.float64), targets.shape)
+    if kwargs.get("solver", "lsq") == "lsq":
+        candidate_bank(surrogate, kwargs.get("bounds"), seed, kwargs.get("n_candidates", N_CANDIDATES),
+                       kwargs.get("n_starts", N_STARTS))
     return [
         calibrate(surrogate, t, weights=None if W is None else W[i], seed=seed, **kwargs)
         for i, t in enumerate(targets)
     ]
+
+
+def noisy_targets(targets, iv_se, seed: int = 0) -> np.ndarray:
+    """``targets`` plus independent Gaussian noise of standard deviation ``iv_se`` (broadcast to them; a NaN standard
+    error adds none): surfaces with the noise of Monte Carlo labels of that standard error."""
+    t = np.asarray(targets, np.float64)
+    se = np.nan_to_num(np.broadcast_to(np.asarray(iv_se, np.float64), t.shape))
+    return t + np.random.default_rng(seed).standard_normal(t.shape) * se
 
 
 def input_jacobian(surrogate, x, bounds=None) -> np.ndarray:
@@ -540,12 +566,24 @@ def identifiability(surrogate, x, bounds=None, rel_tol: float = 1e-3) -> dict:
     return {"singular_values": sv, "rank": int(np.sum(sv > rel_tol * sv[0])), "sensitivity": np.linalg.norm(J, axis=0)}
 
 
+def fit_rmse_pts(iv, target_iv, weights=None):
+    """Weighted RMS distance in vol points between vols ``iv`` and ``target_iv`` (each (d,) or (n, d), broadcast;
+    ``weights`` default equal), over the points where both are finite and the weight positive: a float for one pair
+    of surfaces, else one per row (NaN where no point counts)."""
+    iv, t = np.broadcast_arrays(np.asarray(iv, np.float64), np.asarray(target_iv, np.float64))
+    w = np.ones(t.shape) if weights is None else np.broadcast_to(np.asarray(weights, np.float64), t.shape)
+    ok = np.isfinite(iv) & np.isfinite(t) & (w > 0)
+    w = np.where(ok, w, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = VOL_POINTS * np.sqrt(np.sum(w * np.where(ok, iv - t, 0.0) ** 2, axis=-1) / np.sum(w, axis=-1))
+    return float(out) if out.ndim == 0 else out
+
+
 def round_trip_fit(x, target_iv, price_fn, weights=None) -> dict:
     """Price calibrated inputs ``x`` with another engine (``price_fn(X) -> (n, d)`` vols, e.g. the MC
-    pricer) and report the weighted RMS fit to the target in vol points."""
+    pricer) and report the weighted RMS fit to the target in vol points (:func:`fit_rmse_pts`)."""
     iv = np.asarray(price_fn(np.atleast_2d(x)), np.float64).reshape(-1)
     t = np.asarray(target_iv, np.float64).reshape(-1)
     w = np.ones_like(t) if weights is None else np.asarray(weights, np.float64).reshape(-1)
-    ok = np.isfinite(t) & np.isfinite(iv) & (w > 0)
-    fit = np.sqrt(np.sum(w[ok] * (iv[ok] - t[ok]) ** 2) / np.sum(w[ok]))
-    return {"fit_rmse_pts": VOL_POINTS * float(fit), "n_points": int(ok.sum()), "iv": iv}
+    n = int(np.sum(np.isfinite(t) & np.isfinite(iv) & (w > 0)))
+    return {"fit_rmse_pts": fit_rmse_pts(iv, t, w), "n_points": n, "iv": iv}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .calibration import CalibrationResult, calibrate
+from .calibration import CalibrationResult, calibrate, calibrate_many
 from .quotes import QuoteMap, Quotes
 
 
@@ -67,6 +67,25 @@ class JointSurrogate:
         """SPX vols (n, d_spx) and VIX vols (n, d_vix) of the raw inputs ``X``."""
         return self.spx.predict(X, allow_extrapolation), self.vix.predict(X, allow_extrapolation)
 
+    def split(self, iv) -> tuple[np.ndarray, np.ndarray]:
+        """The SPX and the VIX vols of joint vols ``iv`` (..., d_spx + d_vix), e.g. a calibration's ``iv``."""
+        iv = np.asarray(iv)
+        return iv[..., : self.spx.grid.size], iv[..., self.spx.grid.size :]
+
+
+def _stacked_targets(joint: JointSurrogate, spx_iv, vix_iv, spx_weights, vix_weights, options: dict):
+    """SPX and VIX targets ((d,) or (n, d) each) and their weights side by side, as the joint surrogate's vols."""
+    spx_iv, vix_iv = np.asarray(spx_iv, np.float64), np.asarray(vix_iv, np.float64)
+    d_spx, d_vix = joint.spx.grid.size, joint.vix.grid.size
+    if spx_iv.shape[-1] != d_spx or vix_iv.shape[-1] != d_vix or spx_iv.shape[:-1] != vix_iv.shape[:-1]:
+        raise ValueError(f"spx_iv has {spx_iv.shape[-1]} vols and vix_iv {vix_iv.shape[-1]}; the grids have {d_spx} "
+                         f"and {d_vix}" + (" (and the same number of targets)" if spx_iv.ndim > 1 else ""))
+    if options.get("solver", "lsq") != "lsq":
+        raise ValueError("the joint calibration uses the least-squares solver (solver='lsq')")
+    w_spx, w_vix = (np.ones(t.shape) if w is None else np.broadcast_to(np.asarray(w, np.float64), t.shape)
+                    for t, w in ((spx_iv, spx_weights), (vix_iv, vix_weights)))
+    return np.concatenate([spx_iv, vix_iv], axis=-1), np.concatenate([w_spx, w_vix], axis=-1)
+
 
 def calibrate_joint(joint: JointSurrogate, spx_iv, vix_iv, spx_weights=None, vix_weights=None, seed: int = 0,
                     **options) -> CalibrationResult:
@@ -75,17 +94,21 @@ def calibrate_joint(joint: JointSurrogate, spx_iv, vix_iv, spx_weights=None, vix
     ``spx_iv`` and ``vix_iv`` are target vols on the two surrogates' grids (NaN: missing); the weights multiply the
     squared residuals in vol points (default 1). ``options`` go to :func:`~qrh_lib.surrogate.calibration.calibrate`
     (``n_starts``, ``n_candidates``, ``maxiter``, ...; the solver is least squares). The result's ``iv`` holds the
-    fitted SPX vols followed by the VIX vols.
+    fitted SPX vols followed by the VIX vols (:meth:`JointSurrogate.split`).
     """
-    spx_iv, vix_iv = np.asarray(spx_iv, np.float64).ravel(), np.asarray(vix_iv, np.float64).ravel()
-    d_spx, d_vix = joint.spx.grid.size, joint.vix.grid.size
-    if spx_iv.size != d_spx or vix_iv.size != d_vix:
-        raise ValueError(f"spx_iv has {spx_iv.size} vols and vix_iv {vix_iv.size}; the grids have {d_spx} and {d_vix}")
-    w_spx = np.ones(d_spx) if spx_weights is None else np.asarray(spx_weights, np.float64).ravel()
-    w_vix = np.ones(d_vix) if vix_weights is None else np.asarray(vix_weights, np.float64).ravel()
-    if options.get("solver", "lsq") != "lsq":
-        raise ValueError("the joint calibration uses the least-squares solver (solver='lsq')")
-    return calibrate(joint, np.concatenate([spx_iv, vix_iv]), np.concatenate([w_spx, w_vix]), seed=seed, **options)
+    ravel = [None if v is None else np.ravel(v) for v in (spx_iv, vix_iv, spx_weights, vix_weights)]
+    target, weights = _stacked_targets(joint, *ravel, options)
+    return calibrate(joint, target, weights, seed=seed, **options)
+
+
+def calibrate_joint_many(joint: JointSurrogate, spx_targets, vix_targets, spx_weights=None, vix_weights=None,
+                         seed: int = 0, **options) -> list[CalibrationResult]:
+    """:func:`calibrate_joint` each pair of rows of ``spx_targets`` (n, d_spx) and ``vix_targets`` (n, d_vix), as
+    :func:`~qrh_lib.surrogate.calibration.calibrate_many` does (one candidate bank, built first); weights (d,) or
+    (n, d) each."""
+    targets, weights = _stacked_targets(joint, np.atleast_2d(spx_targets), np.atleast_2d(vix_targets), spx_weights,
+                                        vix_weights, options)
+    return calibrate_many(joint, targets, weights, seed=seed, **options)
 
 
 class _StackedQuotes:

@@ -74,6 +74,12 @@ class Quotes:
             return w
         return np.ones(self.n) if self.weights is None else self.weights
 
+    def quoted(self) -> Quotes:
+        """The quotes that have a vol (``iv`` not NaN)."""
+        keep = np.isfinite(self.iv)
+        return Quotes(*(None if v is None else v[keep] for v in (self.log_moneyness, self.maturities, self.iv,
+                                                                    self.bid, self.ask, self.weights)))
+
 
 def strike_coordinate(grid: Grid):
     """The coordinate in which ``grid``'s strike rows are fixed: ``k / sqrt(T)`` for the sqrt(T) grids (the default
@@ -168,11 +174,31 @@ def quote_points(grid: Grid, maturities, fractions=(0.05, 0.25, 0.45, 0.6, 0.75,
     return Grid(T, lo[None, :] + np.asarray(fractions, np.float64)[:, None] * (hi - lo)[None, :])
 
 
+def quotes_from_surface(points: Grid, iv, iv_se=None, *, se_multiple: float = 2.0, min_half_spread: float = 0.005,
+                        missing=()) -> Quotes:
+    """Quotes at the points of ``points`` (flat vols ``iv``, strike-major, e.g. a Monte Carlo surface priced there):
+    the mid ``iv`` and a bid and an ask at ``iv -+ h``, with the half-spread rule ``h = max(se_multiple * iv_se,
+    min_half_spread)`` (``min_half_spread`` alone without ``iv_se``); the quotes at the indices ``missing`` are left
+    out (NaN)."""
+    iv = np.asarray(iv, np.float64).copy()
+    iv[list(missing)] = np.nan
+    half = np.full(iv.shape, min_half_spread)
+    if iv_se is not None:
+        half = np.maximum(se_multiple * np.asarray(iv_se, np.float64), min_half_spread)
+    return Quotes(points.flat_log_moneyness(), points.flat_maturities(), iv, bid=iv - half, ask=iv + half)
+
+
 def interpolate_surface(surrogate_or_grid, iv, log_moneyness, maturities) -> np.ndarray:
     """Vols at the given points from grid surface(s) ``iv`` ((d,) or (n, d)), as the calibration sees them."""
     grid = surrogate_or_grid if isinstance(surrogate_or_grid, Grid) else surrogate_or_grid.grid
     out = QuoteMap(grid, log_moneyness, maturities)(np.atleast_2d(iv))
     return out[0] if np.ndim(iv) == 1 else out
+
+
+def vols_at_quotes(surrogate_or_grid, iv, quotes: Quotes) -> np.ndarray:
+    """Vols at the quotes' points from grid surface(s) ``iv`` (e.g. a calibration's ``iv``), as
+    :func:`interpolate_surface` gives them."""
+    return interpolate_surface(surrogate_or_grid, iv, quotes.log_moneyness, quotes.maturities)
 
 
 def calibrate_quotes(surrogate, quotes: Quotes, bounds=None, seed: int = 0, **kwargs) -> CalibrationResult:

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from qrh_lib.data import load_dataset
+from qrh_lib.grid import default_grid
+from qrh_lib.params import PARAM_NAMES
 from qrh_lib.surrogate.calibration import _Objective, calibrate, calibrate_many, identifiability
 from qrh_lib.surrogate.quotes import interpolate_surface
 
@@ -388,3 +390,100 @@ def test_quote_map_on_a_grid_of_fixed_log_strikes():
         bent = sqrt_t_grid()
         QuoteMap(type(bent)(bent.maturities, bent.log_moneyness + bent.maturities[None, :] ** 2), [0.0], [0.2])
 
+
+
+def test_candidate_bank_is_built_once_before_the_calibrations(tiny_surrogate, targets):
+    from qrh_lib.surrogate.calibration import candidate_bank
+
+    _, T = targets
+    U, F = candidate_bank(tiny_surrogate, seed=11, n_candidates=256)
+    assert U.shape == (256, 15) and F.shape == (256, 60) and np.all(np.abs(U) <= 1)
+    banks = dict(tiny_surrogate._calibration_banks)
+    r = calibrate(tiny_surrogate, T[0], seed=11, n_candidates=256)
+    assert tiny_surrogate._calibration_banks == banks, "the calibration reused the bank"
+    assert candidate_bank(tiny_surrogate, seed=11, n_candidates=256)[0] is U
+    many = calibrate_many(tiny_surrogate, T[:2], seed=11, n_candidates=256)
+    np.testing.assert_array_equal(many[0].x, r.x)
+
+
+def test_fit_rmse_and_noisy_targets():
+    from qrh_lib.surrogate.calibration import fit_rmse_pts, noisy_targets, round_trip_fit
+
+    t = np.array([[0.2, 0.3, np.nan, 0.4], [0.2, 0.2, 0.2, 0.2]])
+    iv = t + np.array([[0.01, -0.01, 0.5, 0.0], [0.0, 0.0, 0.0, 0.03]])
+    np.testing.assert_allclose(fit_rmse_pts(iv, t), [100 * np.sqrt(2e-4 / 3), 100 * np.sqrt(9e-4 / 4)])
+    w = np.array([1.0, 3.0, 1.0, 0.0])
+    assert fit_rmse_pts(iv[0], t[0], w) == pytest.approx(1.0)  # the weighted points are 1 vol point off
+    assert np.isnan(fit_rmse_pts(iv[0], np.full(4, np.nan)))
+    assert round_trip_fit(np.zeros(15), t[0], lambda X: iv[:1], w)["fit_rmse_pts"] == fit_rmse_pts(iv[0], t[0], w)
+    se = np.array([0.01, 0.0, np.nan, 0.02])
+    a, b = noisy_targets(np.full((2000, 4), 0.2), se, seed=3), noisy_targets(np.full((2000, 4), 0.2), se, seed=3)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a.std(axis=0), [0.01, 0.0, 0.0, 0.02], rtol=0.1, atol=1e-12)
+
+
+def test_quotes_from_a_surface_follow_the_half_spread_rule():
+    from qrh_lib.surrogate.quotes import quote_points, quotes_from_surface
+
+    g = quote_points(default_grid(), [0.2, 0.5], (0.2, 0.5, 0.8))
+    iv, se = np.linspace(0.15, 0.3, g.size), np.array([0.001, 0.004, 0.0] * 2)
+    q = quotes_from_surface(g, iv, se, missing=[4])
+    np.testing.assert_array_equal(q.log_moneyness, g.flat_log_moneyness())
+    half = (q.ask - q.bid) / 2
+    np.testing.assert_allclose(half[[0, 1, 2, 3, 5]], [0.005, 0.008, 0.005, 0.005, 0.005])
+    assert np.isnan(q.iv[4]) and q.quoted().n == 5 and np.isfinite(q.quoted().bid).all()
+    np.testing.assert_allclose(quotes_from_surface(g, iv, min_half_spread=0.01).ask - iv, 0.01)
+
+
+def test_inputs_table_names_inputs_on_a_bound(tiny_surrogate, targets):
+    from qrh_lib.domain import Domain
+    from qrh_lib.surrogate import QRHSurrogate
+    from qrh_lib.surrogate.calibration_tables import inputs_table, known_states_table
+
+    s = tiny_surrogate
+    stable = QRHSurrogate(s.model, s.pca_info, s.x_scale, s.x_min, s.grid, s.box, domain=Domain(s.box))
+    X, T = targets
+    x = X[1].copy()
+    x[0], x[6] = s.box.lo[0], s.box.hi[6]
+    res = calibrate(stable, s.predict_numpy(s.box.hi)[0], seed=0)  # a target from the most explosive corner
+    table = inputs_table(stable, np.array([X[1], x, res.x]), index=["inside", "on the box", "calibrated"])
+    assert list(table.columns) == [*PARAM_NAMES, "feedback_ratio", "at_bound"]
+    assert table.loc["inside", "at_bound"] == ""
+    assert table.loc["on the box", "at_bound"] == "lambda (lower), z0_2 (upper)"
+    assert "a (stability margin)" in table.loc["calibrated", "at_bound"]
+    np.testing.assert_allclose(table["feedback_ratio"], stable.domain.feedback_ratio(table[list(PARAM_NAMES)].values))
+    results = calibrate_many(s, T[:2], seed=0)
+    known = known_states_table(s, {"one": X[0], "two": X[1]}, results, T[:2], T[:2] + 0.001, names=PARAM_NAMES[:5])
+    assert list(known["inputs"]) == ["published", "calibrated"] * 2
+    assert list(known["state"]) == ["one", "one", "two", "two"]
+    np.testing.assert_allclose(known["mc_round_trip_pts"].iloc[1::2], 0.1)
+    assert known["fit_rmse_pts"].iloc[::2].isna().all() and known["fit_rmse_pts"].iloc[1] == results[0].fit_rmse_pts
+
+
+def test_recovery_and_identifiability_tables(tiny_surrogate, targets):
+    from qrh_lib.surrogate.calibration_tables import identifiability_table, recovery_table
+
+    X, T = targets
+    results = calibrate_many(tiny_surrogate, T[:4], seed=0)
+    rec = recovery_table(tiny_surrogate, results, X[:4])
+    assert list(rec["input"]) == list(PARAM_NAMES)
+    assert (rec["p90_error_box_widths"] >= rec["median_error_box_widths"]).all()
+    assert (rec["median_error_box_widths"] <= 1).all() and (rec["median_sensitivity_pts_per_u"] > 0).all()
+    sv = identifiability_table(tiny_surrogate, X[:4])
+    rel = sv["median_singular_value_relative"]
+    assert rel.iloc[0] == 1 and rel.is_monotonic_decreasing
+    assert rel.iloc[tiny_surrogate.pca_info["K"]] < 1e-6  # rank <= K
+
+
+def test_fit_at_quotes_per_expiry(tiny_surrogate, targets):
+    from qrh_lib.surrogate.calibration_tables import fit_at_quotes
+    from qrh_lib.surrogate.quotes import quote_points, quotes_from_surface, vols_at_quotes
+
+    _, T = targets
+    g = quote_points(tiny_surrogate.grid, [0.15, 0.4], (0.1, 0.4, 0.7, 0.9))
+    exact = vols_at_quotes(tiny_surrogate, T[0], quotes_from_surface(g, np.zeros(g.size)))
+    table = fit_at_quotes(tiny_surrogate, T[0], quotes_from_surface(g, exact + 0.001, missing=[0]))
+    assert list(table.index) == ["55 d", "146 d", "all"] and list(table["n"]) == [3, 4, 7]
+    np.testing.assert_allclose(table["rmse_pts"], 0.1)
+    np.testing.assert_allclose(table["inside_spread"], 1.0)
+    np.testing.assert_allclose(table["median_half_spreads"], 0.2)

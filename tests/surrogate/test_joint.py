@@ -7,7 +7,7 @@ import pytest
 
 from qrh_lib.pricer.vix import vix_grid
 from qrh_lib.surrogate.config import TrainConfig
-from qrh_lib.surrogate.joint import JointSurrogate, calibrate_joint, calibrate_joint_quotes
+from qrh_lib.surrogate.joint import JointSurrogate, calibrate_joint, calibrate_joint_many, calibrate_joint_quotes
 from qrh_lib.surrogate.quotes import Quotes, interpolate_surface
 from qrh_lib.surrogate.training import train_from_folder
 from qrh_lib.synthetic import write_synthetic_dataset
@@ -99,3 +99,30 @@ def test_joint_calibration_numbers_are_unchanged(tiny_surrogate, second_surrogat
     digest = hashlib.sha1(b"".join(np.r_[r.x, r.iv, r.fit_rmse_pts, r.n_evaluations, r.iterations].tobytes()
                                    for r in _joint_calibrations(joint))).hexdigest()[:16]
     assert digest == JOINT_REFERENCE["calibrations"]
+
+
+def test_many_joint_calibrations_and_their_tables(tiny_surrogate, second_surrogate):
+    from qrh_lib.surrogate.calibration_tables import joint_fit_at_quotes, joint_fit_table
+    from qrh_lib.surrogate.quotes import quote_points, quotes_from_surface
+
+    joint = JointSurrogate(tiny_surrogate, second_surrogate)
+    X = joint.box.lo + np.linspace(0.3, 0.6, 3)[:, None] * (joint.box.hi - joint.box.lo)
+    X[:, 2] = 0.3 * joint.box.hi[2]
+    spx, vix = joint.predict(X)
+    results = calibrate_joint_many(joint, spx, vix, vix_weights=np.full(vix.shape[1], 0.5), seed=2, n_candidates=512)
+    for i, r in enumerate(results):  # one bank, built first: the same inputs as one calibration at a time
+        alone = calibrate_joint(joint, spx[i], vix[i], vix_weights=np.full(vix.shape[1], 0.5), seed=2, n_candidates=512)
+        np.testing.assert_array_equal(r.x, alone.x)
+    table = joint_fit_table(joint, results, spx, vix)
+    assert list(table.columns) == ["ms", "fit_spx_pts", "fit_vix_pts", "evaluations"] and len(table) == 3
+    assert (table["fit_spx_pts"] < 0.05).all() and (table["fit_vix_pts"] < 0.05).all()
+    s_iv, v_iv = joint.split(results[0].iv)
+    np.testing.assert_array_equal(np.concatenate([s_iv, v_iv]), results[0].iv)
+    assert s_iv.shape == (60,) and v_iv.shape == (vix_grid().size,)
+    T = [0.15, 0.3]
+    quotes = [quotes_from_surface(quote_points(g, T, (0.2, 0.5, 0.8)), np.full(6, 0.3)) for g in (joint.spx.grid,
+                                                                                                  joint.vix.grid)]
+    fit = joint_fit_at_quotes(joint, results[0].iv, *quotes)
+    assert list(fit.index) == [(u, e) for u in ("SPX", "VIX") for e in ("55 d", "110 d", "all")]
+    with pytest.raises(ValueError, match="the same number of targets"):
+        calibrate_joint_many(joint, spx, vix[:2])
