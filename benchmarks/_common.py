@@ -9,6 +9,7 @@ writes (benchmark name, time, machine and versions), and the surrogate under tes
   domain, by default the stable part of Rosenbaum & Zhang's box.
 - :func:`timed`, :func:`timed_each`: wall and CPU seconds of calls, after untimed warm-up calls.
 - :func:`get_surrogate`, :func:`model_summary`: the artifact under test (or a smoke surrogate) and its size.
+- :func:`run_trainings`: the trainings of a study, one after the other here or one Dask task each.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from qrh_lib.artifacts import read_json, save_json, versions
+from qrh_lib.cluster import open_client, run_tasks, settings, uses_dask
 from qrh_lib.data import sample_inputs
 from qrh_lib.domain import STABILITY_MARGIN, Domain
 from qrh_lib.params import RZ_BOX
@@ -205,3 +208,40 @@ def model_summary(sur) -> dict:
         "K": int(sur.pca_info["K"]),
         "config": sur.config.get("train", {}),
     }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# studies that train many networks
+
+
+def run_trainings(fn: Callable, args: Iterable[tuple], on_result: Callable[[int, Any], None], cluster=None,
+                  desc: str = "training") -> None:
+    """Run ``fn(*a)`` for each ``a`` of ``args`` and hand each result to ``on_result(i, result)`` in this process.
+
+    ``cluster`` ``None`` (or settings of one process): one after the other, in order, here. Otherwise
+    (:mod:`qrh_lib.cluster`: ``--workers N``, ``--scheduler ADDRESS``) one Dask task each, ``on_result`` called as
+    each finishes, so a study that records its results there resumes after an interruption. A dict argument
+    (a dataset, the truth set) is sent to the workers once whatever the number of tasks sharing it, and this folder's
+    modules with it (``Client.upload_file``): the workers need the project's ``qrh_lib`` and the folders the tasks
+    write into (a shared filesystem on a cluster), not the benchmarks folder."""
+    args = [tuple(a) for a in args]
+    if not uses_dask(cluster):
+        for i, a in enumerate(args):
+            on_result(i, fn(*a))
+        return
+    if not args:
+        return
+    with open_client(cluster) as client:
+        for module in {__file__, sys.modules[fn.__module__].__file__}:
+            client.upload_file(module, load=False)
+        shared: dict = {}
+
+        def ship(x):
+            if isinstance(x, dict):
+                if id(x) not in shared:
+                    shared[id(x)] = client.scatter([x], hash=False)[0]
+                return shared[id(x)]
+            return x
+
+        run_tasks(client, fn, [tuple(ship(x) for x in a) for a in args], fn.__name__.replace("_", "-"),
+                  settings(cluster), desc=desc, unit="training", on_result=on_result)

@@ -14,6 +14,23 @@ datasets share the design, so runs at equal ``n_design`` differ only in the labe
 
 Each run is appended to the JSON as soon as it ends (the script resumes where it stopped). Runs use one
 training seed; differences of a few percent between recipes are within the seed-to-seed spread.
+
+On Dask (``--workers N`` for a local cluster, ``--scheduler ADDRESS`` for a running one, ``--threads-per-worker``;
+:mod:`qrh_lib.cluster`) each training is one task: its worker trains the surrogate and saves it in
+``--models-dir/<key>``, and this process loads it, judges it and appends its row as the task ends, under the same
+key as in one process, so an interrupted study resumes here or on a cluster alike; runs whose row is recorded are
+not submitted, nor (ensemble) members whose surrogate is saved. The datasets are priced here first, as in one
+process (or beforehand on the cluster with ``python -m qrh_lib.pricer.generate --workers N``), and sent to the
+workers; on a cluster the workers need the project's ``qrh_lib`` and must see ``--models-dir`` (a shared
+filesystem). Each worker gets its share of the cores as TensorFlow and BLAS threads, as in generation.
+
+Reproducible across processes, as measured here (2 cores, TensorFlow 2.21 on CPU, op determinism on, as every
+training sets it): a training on a worker of a 2-worker local cluster (1 thread) gives the same weights bit for
+bit as the same training in one process with TensorFlow's default threads: the 6 networks of the ``--quick``
+studies (curve, ablation, ensemble) and the tiny ones of ``tests/surrogate/test_studies_distributed.py``, so the
+rows are equal but for the training's seconds, and so are the power-law fit and the ensemble's numbers; one
+network trained in one process with 1 and with 2 threads set gave the same weights too. Not measured: other
+CPUs, GPUs, more threads per worker.
 """
 
 from __future__ import annotations
@@ -24,8 +41,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import parse_args, parser, previous_result, record, result_path, utc_now, write_result
+from _common import parse_args, parser, previous_result, record, result_path, run_trainings, utc_now, write_result
 
+from qrh_lib.cluster import add_cluster_arguments, cluster_from_arguments, uses_dask
 from qrh_lib.data import MAX_MISSING_VOLS
 from qrh_lib.paths import RAW_DATA_DIR, RUNS_DIR
 from qrh_lib.pricer.generate import GenerationConfig, dataset_dir, generate_dataset, load_shards
@@ -130,11 +148,45 @@ def trained(data: dict, recipe: dict, key: str, seed: int = SEED, models: Path =
     from qrh_lib.surrogate import QRHSurrogate
 
     path = Path(models) / key
-    if (path / "model.keras").exists():
+    if saved(models, key):
         return QRHSurrogate.load(path)
     sur = train(data, recipe, seed)
     sur.save(path)
     return sur
+
+
+def saved(models: Path, key: str) -> bool:
+    """True when the surrogate of run ``key`` is in ``models``."""
+    return (Path(models) / key / "model.keras").exists()
+
+
+def train_run(data: dict, recipe: dict, key: str, seed: int, models: str) -> str:
+    """A training as a Dask task: the run's surrogate trained and saved in ``<models>/<key>`` by the worker."""
+    trained(data, recipe, key, seed, Path(models))
+    return key
+
+
+def train_each(runs: list[tuple], models: Path, on_trained, cluster=None) -> None:
+    """Train the runs ``(data, recipe, key, seed)`` (``data`` a function giving the run's :func:`design_split`) and
+    call ``on_trained(i, surrogate)`` for each, in this process. In one process (``cluster`` None), one after the
+    other in order, each loaded from ``<models>/<key>`` when trained before (:func:`trained`). On Dask, the runs
+    saved in ``models`` are loaded here first, then the others are one task each (:func:`train_run`, their data
+    made here), loaded here as they finish."""
+    if not uses_dask(cluster):
+        for i, (data, recipe, key, seed) in enumerate(runs):
+            on_trained(i, trained(data(), recipe, key, seed, models))
+        return
+    from qrh_lib.surrogate import QRHSurrogate
+
+    models = Path(models).resolve()  # the workers' working folder is not this one
+    todo = []
+    for i, (_, _, key, _) in enumerate(runs):
+        if saved(models, key):
+            on_trained(i, QRHSurrogate.load(models / key))
+        else:
+            todo.append(i)
+    args = [(runs[i][0](), *runs[i][1:], str(models)) for i in todo]  # a dataset shared by runs is sent once
+    run_trainings(train_run, args, lambda j, key: on_trained(todo[j], QRHSurrogate.load(models / key)), cluster)
 
 
 def wait_for_truth() -> dict:
@@ -171,7 +223,7 @@ class Results:
 
 
 def run_ablation(out: Path, n_design: int, n_paths: int, source_n: int, data_dir: Path, models: Path,
-                 variants=None, epochs: int | None = None):
+                 variants=None, epochs: int | None = None, cluster=None):
     data = design_split(n_design, n_paths, source_n, data_dir)
     cap = {} if epochs is None else {"epochs": epochs}
     res = Results(out, "ablation", {"n_design": n_design, "n_paths": n_paths, "seed": SEED, "plain": {**PLAIN, **cap},
@@ -184,14 +236,31 @@ def run_ablation(out: Path, n_design: int, n_paths: int, source_n: int, data_dir
         recipe = {**(SEED_RECIPE if change == "seed" else {**PLAIN, **change}), **cap}
         key = _key(name, recipe, n_design, n_paths)
         if not res.done(key):
-            todo[name] = (key, trained(data, recipe, key, models=models))  # first: the truth set may still be pricing
-    truth = wait_for_truth()
-    for name, (key, sur) in todo.items():
+            todo[name] = (key, recipe)
+    names = list(todo)
+    # in one process every run is trained first (the truth set may still be pricing); on Dask each is judged and
+    # recorded as its task ends
+    truth = wait_for_truth() if uses_dask(cluster) else None
+    surs = {}
+
+    def report(name, sur):
         row, _ = judge(sur, truth)
         print(f"{name:<50} MAE {row['truth_mae_pts']:.3f} RMSE {row['truth_rmse_pts']:.3f} "
               f"p99 {row['truth_p99_pts']:.3f} max {row['truth_max_pts']:.2f} ({row['epochs_run']} epochs, "
               f"{row['train_seconds']:.0f} s)", flush=True)
-        res.add({"key": key, "recipe": name, **row})
+        res.add({"key": todo[name][0], "recipe": name, **row})
+
+    def on_trained(i, sur):
+        if truth is None:
+            surs[names[i]] = sur
+        else:
+            report(names[i], sur)
+
+    train_each([(lambda: data, todo[n][1], todo[n][0], SEED) for n in names], models, on_trained, cluster)
+    if surs:
+        truth = wait_for_truth()
+        for name, sur in surs.items():
+            report(name, sur)
 
 
 def power_law(n, err) -> dict:
@@ -200,12 +269,14 @@ def power_law(n, err) -> dict:
     return {"A": float(np.exp(intercept)), "exponent": float(-slope)}
 
 
-def run_curve(out: Path, recipe: dict, sizes, budget, source_n: int, main_paths: int, data_dir: Path, models: Path):
+def run_curve(out: Path, recipe: dict, sizes, budget, source_n: int, main_paths: int, data_dir: Path, models: Path,
+              cluster=None):
     truth = wait_for_truth()
     res = Results(out, "learning_curve", {"recipe": recipe, "seed": SEED, "sizes": list(sizes),
                                           "budget_points": [list(b) for b in budget],
                                           "judged_on": "truth set (qrh_lib.pricer.truth)"})
     todo = [(n, main_paths, source_n, "size") for n in sizes] + [(n, p, n, "budget") for n, p in budget]
+    runs = {}  # key -> the first point's (n, p, source) and the kinds of the points with that key
     for n, p, src, kind in todo:
         key = _key(recipe, n, p)
         prev = res.done(key)
@@ -214,11 +285,21 @@ def run_curve(out: Path, recipe: dict, sizes, budget, source_n: int, main_paths:
                 prev["kinds"].append(kind)
                 res.save()
             continue
-        row, _ = judge(trained(design_split(n, p, src, data_dir), recipe, key, models=models), truth)
-        print(f"{kind} n_design {n} paths {p}: MAE {row['truth_mae_pts']:.3f} RMSE(noise removed) "
-              f"{row['truth_rmse_noise_removed_pts']:.3f} ({row['epochs_run']} epochs, {row['train_seconds']:.0f} s)",
-              flush=True)
-        res.add({"key": key, "kinds": [kind], **row})
+        run = runs.setdefault(key, {"point": (n, p, src), "kinds": []})
+        if kind not in run["kinds"]:
+            run["kinds"].append(kind)
+    keys = list(runs)
+
+    def on_trained(i, sur):
+        key, run = keys[i], runs[keys[i]]
+        row, _ = judge(sur, truth)
+        print(f"{'+'.join(run['kinds'])} n_design {row['n_design']} paths {row['n_paths']}: MAE "
+              f"{row['truth_mae_pts']:.3f} RMSE(noise removed) {row['truth_rmse_noise_removed_pts']:.3f} "
+              f"({row['epochs_run']} epochs, {row['train_seconds']:.0f} s)", flush=True)
+        res.add({"key": key, "kinds": run["kinds"], **row})
+
+    train_each([(lambda pt=runs[k]["point"]: design_split(*pt, data_dir), recipe, k, SEED) for k in keys], models,
+               on_trained, cluster)
     size_runs = sorted((r for r in res.doc["runs"] if "size" in r["kinds"] and r["n_paths"] == main_paths),
                        key=lambda r: r["n_train"])
     if len(size_runs) >= 2:
@@ -232,22 +313,24 @@ def run_curve(out: Path, recipe: dict, sizes, budget, source_n: int, main_paths:
 
 
 def run_ensemble(out: Path, recipe: dict, n_design: int, n_paths: int, source_n: int, members: int, data_dir: Path,
-                 models: Path):
+                 models: Path, cluster=None):
     truth = wait_for_truth()
     data = design_split(n_design, n_paths, source_n, data_dir)
     res = Results(out, "ensemble", {"recipe": recipe, "n_design": n_design, "n_paths": n_paths, "members": members})
-    preds = []
-    for s in range(members):
-        # seed 0 is the learning curve's run at this size
-        key = _key(recipe, n_design, n_paths) if s == SEED else _key(recipe, n_design, n_paths, s)
-        row, pred = judge(trained(data, recipe, key, seed=s, models=models), truth)
-        preds.append(pred)
+    preds = {}
+    # seed 0 is the learning curve's run at this size
+    keys = [_key(recipe, n_design, n_paths, *([] if s == SEED else [s])) for s in range(members)]
+
+    def on_trained(s, sur):
+        row, preds[s] = judge(sur, truth)
         print(f"member {s}: MAE {row['truth_mae_pts']:.3f}", flush=True)
-        if not res.done(key):
-            res.add({"key": key, **row})
-    res.doc["runs"] = [r for r in res.doc["runs"] if r["seed"] < members]
+        if not res.done(keys[s]):
+            res.add({"key": keys[s], **row})
+
+    train_each([(lambda: data, recipe, keys[s], s) for s in range(members)], models, on_trained, cluster)
+    res.doc["runs"] = sorted((r for r in res.doc["runs"] if r["seed"] < members), key=lambda r: r["seed"])
     grid = data["config"].get_grid()
-    P = np.stack(preds)
+    P = np.stack([preds[s] for s in range(members)])
     mean, spread = P.mean(0), P.std(0, ddof=1)
     tm = truth_metrics(truth["y"], mean, grid, truth_se=truth["iv_se"])["overall"]
     known = np.isfinite(truth["y"])
@@ -280,15 +363,21 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="cap on the training epochs (default: the recipe's)")
     p.add_argument("--data-dir", type=Path, default=RAW_DATA_DIR, help="folder of the datasets (priced if missing)")
     p.add_argument("--models-dir", type=Path, default=RUNS_DIR / "learning_curve",
-                   help="folder of the trained surrogates (a run found there is not trained again)")
+                   help="folder of the trained surrogates (a run found there is not trained again; on a cluster, "
+                        "one the workers see)")
+    add_cluster_arguments(p)
     a = parse_args(p, argv, quick=QUICK)
+    try:
+        cluster = cluster_from_arguments(a)
+    except ValueError as err:
+        p.error(str(err))
     out = result_path(a, RESULT[a.what])
     from qrh_lib.surrogate.config import TrainConfig
 
     final = {k: v for k, v in TrainConfig().to_flat().items() if k not in ("seed",)}
     if a.epochs is not None:
         final["epochs"] = a.epochs
-    where = {"data_dir": a.data_dir, "models": a.models_dir}
+    where = {"data_dir": a.data_dir, "models": a.models_dir, "cluster": cluster}
     if a.what == "ablation":
         run_ablation(out, a.n_design, a.paths, a.source_n, variants=a.variants, epochs=a.epochs, **where)
     elif a.what == "curve":

@@ -12,6 +12,17 @@ designs against the truth set's low-noise SPX and VIX labels, and times the join
     python benchmarks/vix.py --ablation [--variants recipe squared_error]   # the VIX network's loss, vix_ablation.json
     python benchmarks/vix.py --ablation --run-dir runs/rz --truth-dir data/truth_rz --out vix_ablation_rz.json
     python benchmarks/vix.py [--ablation --dataset <folder>] --quick --out /tmp/vix.json   # a check: 2 epochs
+    python benchmarks/vix.py --ablation --workers 2   # the variants as Dask tasks (or --scheduler ADDRESS)
+
+With ``--workers N`` (a local Dask cluster), ``--scheduler ADDRESS`` (a running one) and ``--threads-per-worker``
+(:mod:`qrh_lib.cluster`), ``--ablation`` trains each variant as one task: its worker trains the network, keeps its
+predictions in ``--predictions-dir`` (which the workers must see: a shared filesystem on a cluster) and returns
+its row, which this process records under the variant's name as the task ends; the variants already recorded for
+the same dataset and truth set are not trained again, so an interrupted ablation resumes. Without these options,
+one process trains every variant asked for and writes the record at the end, as before. Measured here (2 cores,
+TensorFlow on CPU): three variants of a ``--quick`` ablation on 2 workers gave the single process's predictions
+bit for bit and its rows but for the training's seconds (and ``benchmarks/learning_curve.py`` says the same of
+its trainings' weights).
 """
 
 from __future__ import annotations
@@ -19,9 +30,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from _common import parse_args, parser, previous_result, record, result_path, timed, timed_each, write_result
+from _common import (
+    parse_args,
+    parser,
+    previous_result,
+    record,
+    result_path,
+    run_trainings,
+    timed,
+    timed_each,
+    write_result,
+)
 
 from qrh_lib.artifacts import save_npy
+from qrh_lib.cluster import add_cluster_arguments, cluster_from_arguments, uses_dask
 from qrh_lib.data import load_dataset
 from qrh_lib.iv import VOL_POINTS
 from qrh_lib.paths import RUNS_DIR
@@ -124,26 +146,24 @@ PREDICTIONS_DIR = RUNS_DIR / "vix_ablation"
 
 
 def ablation(d: dict, truth: dict, variants: dict, seed: int = 0, epochs: int | None = None,
-             predictions_dir: Path = PREDICTIONS_DIR) -> dict:
+             predictions_dir: Path = PREDICTIONS_DIR, cluster=None, on_row=None) -> dict:
     """Train the VIX network of each variant on the dataset ``d`` (same data and seed; ``epochs`` caps the
-    recipe's) and judge it against the truth set's VIX labels; then every ensemble of :data:`ENSEMBLES` whose
-    members' predictions are all at hand in ``predictions_dir``."""
-    from qrh_lib.surrogate.training import train_surrogate
-
+    recipe's) and judge it against the truth set's VIX labels, here one after the other or one Dask task each on
+    ``cluster`` (``on_row(rows)``, if given, called with the rows so far as each ends); then every ensemble of
+    :data:`ENSEMBLES` whose members' predictions are all at hand in ``predictions_dir``."""
     out = {}
     tag = f"{Path(d['path']).name}_{truth['manifest']['created'].replace(':', '')}"
-    for name, change in variants.items():
-        cfg = TrainConfig(seed=seed).replace_flat(**change, **({} if epochs is None else {"epochs": epochs}))
-        run = timed(lambda cfg=cfg: train_surrogate(
-            d["train_X"], d["train_vix_y"], d["val_X"], d["val_vix_y"], d["x_scaler"], d["vix_grid"], d["box"],
-            config=cfg, train_iv_se=d["train_vix_iv_se"], val_iv_se=d["val_vix_iv_se"], tensorboard_dir=False,
-            domain=d["domain"]))
-        sur, hist = run.result
-        pred = sur.predict(truth["X"])
-        save_npy(predictions_dir / f"{name}_{tag}.npy", pred)
-        out[name] = {"change": change, **judge(pred, truth, sur.grid),
-                     "epochs_run": len(hist["loss"]), "train_seconds": run.best}
-        print(name, {k: round(v, 3) for k, v in out[name].items() if isinstance(v, float)}, flush=True)
+    names = list(variants)
+    where = Path(predictions_dir).resolve() if uses_dask(cluster) else predictions_dir  # the workers' folder differs
+
+    def record_row(i, row):
+        out[names[i]] = row
+        print(names[i], {k: round(v, 3) for k, v in row.items() if isinstance(v, float)}, flush=True)
+        if on_row is not None:
+            on_row(out)
+
+    run_trainings(train_variant, [(d, truth, name, variants[name], seed, epochs, where, tag) for name in names],
+                  record_row, cluster, desc="VIX ablation")
     for name, members in ENSEMBLES.items():
         files = [predictions_dir / f"{m}_{tag}.npy" for m in members]
         if all(path.exists() for path in files):
@@ -151,6 +171,24 @@ def ablation(d: dict, truth: dict, variants: dict, seed: int = 0, epochs: int | 
             out[name] = {"members": members, **judge(pred, truth, d["vix_grid"])}
             print(name, {k: round(v, 3) for k, v in out[name].items() if isinstance(v, float)}, flush=True)
     return out
+
+
+def train_variant(d: dict, truth: dict, name: str, change: dict, seed: int, epochs: int | None,
+                  predictions_dir: Path, tag: str) -> dict:
+    """One variant of the ablation (a Dask task on a cluster): the VIX network trained on ``d``, its predictions
+    of the truth set kept in ``predictions_dir`` (for the ensembles), and its row."""
+    from qrh_lib.surrogate.training import train_surrogate
+
+    cfg = TrainConfig(seed=seed).replace_flat(**change, **({} if epochs is None else {"epochs": epochs}))
+    run = timed(lambda: train_surrogate(
+        d["train_X"], d["train_vix_y"], d["val_X"], d["val_vix_y"], d["x_scaler"], d["vix_grid"], d["box"],
+        config=cfg, train_iv_se=d["train_vix_iv_se"], val_iv_se=d["val_vix_iv_se"], tensorboard_dir=False,
+        domain=d["domain"]))
+    sur, hist = run.result
+    pred = sur.predict(truth["X"])
+    save_npy(Path(predictions_dir) / f"{name}_{tag}.npy", pred)
+    return {"change": change, **judge(pred, truth, sur.grid), "epochs_run": len(hist["loss"]),
+            "train_seconds": run.best}
 
 
 def judge(pred, truth: dict, grid) -> dict:
@@ -171,25 +209,41 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="cap on the training epochs (default: the recipe's)")
     p.add_argument("--predictions-dir", type=Path, default=PREDICTIONS_DIR,
                    help="with --ablation: where each variant's predictions are kept for the ensembles")
+    add_cluster_arguments(p)
     a = parse_args(p, argv, quick=QUICK)
+    try:
+        cluster = cluster_from_arguments(a)
+    except ValueError as err:
+        p.error(str(err))
+    if cluster.distributed and not a.ablation:
+        p.error("--workers and --scheduler go with --ablation (the studies that train many networks)")
     out = result_path(a, "vix_ablation" if a.ablation else "vix")  # --out defaults to vix_ablation.json there
     d = load_dataset(a.dataset if a.ablation and a.dataset else dataset_path(a.run_dir))
     if a.ablation:
         truth = load_truth_set(a.truth_dir) if a.truth_dir else load_truth_set()
         variants = {k: v for k, v in ABLATION.items() if a.variants is None or k in a.variants}
-        result = record(
-            "vix_ablation", dataset={"path": str(Path(d["path"]).resolve()), "n_train": int(len(d["train_X"]))},
+        head = dict(
+            dataset={"path": str(Path(d["path"]).resolve()), "n_train": int(len(d["train_X"]))},
             truth_set=a.truth_dir or "data/truth", truth_set_created=truth["manifest"]["created"],
             truth_vix_median_se_pts=float(VOL_POINTS * np.nanmedian(truth["vix_iv_se"])),
-            label_vix_median_se_pts=float(VOL_POINTS * np.nanmedian(d["train_vix_iv_se"])),
-            variants=ablation(d, truth, variants, epochs=a.epochs, predictions_dir=a.predictions_dir),
-            **({} if a.epochs is None else {"epochs_cap": a.epochs}))
+            label_vix_median_se_pts=float(VOL_POINTS * np.nanmedian(d["train_vix_iv_se"])))
         old = previous_result(out)
+        kept = {}
         if old:  # keep the other variants' results when they were judged on the same data and truth set
             old_data = dict(old.get("dataset", {}), path=str(Path(old.get("dataset", {}).get("path", "")).resolve()))
-            if old_data == result["dataset"] and old.get("truth_set_created") == result["truth_set_created"]:
-                result["variants"] = old["variants"] | result["variants"]
-        write_result(out, result)
+            if old_data == head["dataset"] and old.get("truth_set_created") == head["truth_set_created"]:
+                kept = old["variants"]
+        cap = {} if a.epochs is None else {"epochs_cap": a.epochs}
+        on_row = None
+        if uses_dask(cluster):  # resumable: the variants recorded are not trained again, and each row is written
+            variants = {k: v for k, v in variants.items() if k not in kept}
+
+            def on_row(rows):
+                write_result(out, record("vix_ablation", **head, variants=kept | rows, **cap), quiet=True)
+
+        rows = ablation(d, truth, variants, epochs=a.epochs, predictions_dir=a.predictions_dir, cluster=cluster,
+                        on_row=on_row)
+        write_result(out, record("vix_ablation", **head, variants=kept | rows, **cap))
         return 0
     try:
         surs = {"spx": QRHSurrogate.load(run_path(a.run_dir, "surrogate")),
