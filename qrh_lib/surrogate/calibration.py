@@ -92,6 +92,8 @@ def _bounds_arrays(surrogate, bounds) -> tuple[np.ndarray, np.ndarray]:
 
 
 _LAM, _ETA, _A = 0, 1, 2
+#: Quotes on which the candidate bank is ranked when there are more (see ``_Objective.screening_values``).
+SCREEN_QUOTES = 64
 #: Calibrated states keep this relative distance below the domain's margin (its tabulated a* is accurate to
 #: ~2e-8), so that the surrogate's own exact domain check always accepts them.
 _MARGIN_SAFETY = 1e-6
@@ -204,6 +206,20 @@ class _Objective:
             Ju[:, _LAM] += J_a * (t * d_lam * self.half[_LAM])
             Ju[:, _ETA] += J_a * (t * d_eta * self.half[_ETA])
         return r, Ju
+
+    def screening_values(self, surfaces) -> np.ndarray:
+        """f at the candidate bank's ``surfaces`` (m, d), to rank the starts: with more than
+        :data:`SCREEN_QUOTES` quotes, on that many of them evenly spread (their weights renormalised), since carrying
+        every bank surface to thousands of quotes costs more than the solver; otherwise :meth:`values`."""
+        n_q = 0 if self.observe is None else self.observe.n_quotes
+        if n_q <= SCREEN_QUOTES:
+            return self.values(surfaces=surfaces)
+        idx = np.unique(np.linspace(0, n_q - 1, SCREEN_QUOTES).round().astype(np.int64))
+        w = self.w[idx]
+        if w.sum() <= 0:
+            return self.values(surfaces=surfaces)
+        r = VOL_POINTS * (self.observe.subset(idx)(surfaces) - self.t[idx])
+        return 0.5 * (r**2 @ (w / w.sum()))
 
     def values(self, U=None, surfaces=None) -> np.ndarray:
         """f at many points U (m, 15), one batched forward pass, or at the grid ``surfaces`` (m, d) of such
@@ -414,7 +430,7 @@ def _start_points(surrogate, obj: _Objective, solver: str, n_starts: int, n_cand
     n_cand = max(n_candidates, n_starts)
     if solver == "lsq":
         U, F = _bank(surrogate, obj, n_cand, seed)
-        values = obj.values(surfaces=F)
+        values = obj.screening_values(F)
     else:
         U = np.random.default_rng(seed).uniform(-1.0, 1.0, size=(n_cand, N_INPUTS))
         values = obj.values(U)

@@ -122,6 +122,12 @@ class _StackedQuotes:
         iv = np.atleast_2d(iv)
         return np.concatenate([self.maps[0](iv[:, : self.d]), self.maps[1](iv[:, self.d :])], axis=1)
 
+    def subset(self, idx):
+        """The stacked map to the quotes ``idx`` of the stacked quotes only (SPX first)."""
+        idx = np.asarray(idx)
+        n = self.maps[0].n_quotes
+        return _StackedQuotes(self.maps[0].subset(idx[idx < n]), self.maps[1].subset(idx[idx >= n] - n), self.d)
+
     def jacobian(self, iv):
         a, b = self.maps[0].jacobian(iv[: self.d]), self.maps[1].jacobian(iv[self.d :])
         out = np.zeros((a.shape[0] + b.shape[0], a.shape[1] + b.shape[1]))

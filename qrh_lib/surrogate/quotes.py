@@ -153,6 +153,13 @@ class QuoteMap:
         self.T = T
         self.n_quotes = T.size
 
+    def subset(self, idx) -> QuoteMap:
+        """The map to the quotes ``idx`` only (the same rows of the same matrix)."""
+        out = object.__new__(QuoteMap)
+        out.M, out.T_grid, out.T = self.M[idx], self.T_grid, self.T[idx]
+        out.n_quotes = out.T.size
+        return out
+
     def __call__(self, iv: np.ndarray) -> np.ndarray:
         """Vols at the quotes (n, n_q) from grid surfaces (n, d)."""
         w = (np.asarray(iv) ** 2 * self.T_grid) @ self.M.T

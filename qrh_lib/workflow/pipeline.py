@@ -108,7 +108,7 @@ def run(
     book: bool = True,
     log=print,
 ) -> list[StepResult]:
-    """Execute notebooks 01..09 with the profile's parameters into ``run_dir``, then build the book.
+    """Execute notebooks 01..10 with the profile's parameters into ``run_dir``, then build the book.
 
     Raises ``RuntimeError`` naming the failing notebook and its executed copy when a cell fails.
     """

@@ -339,3 +339,24 @@ def test_fit_by_expiry_counts_the_spread_and_the_errors():
     assert t.loc["all", "n"] == 4 and t.loc["all", "inside_spread"] == 0.5
     with pytest.raises(ValueError, match="model_iv has 3 values, the quotes 4"):
         fit_by_expiry(q, model[:3])
+
+
+def test_quote_map_subsets_are_the_same_rows():
+    """The candidate bank is ranked on a subset of many quotes: the subset maps equal the full maps' columns."""
+    from qrh_lib.grid import default_grid, vix_grid
+    from qrh_lib.surrogate.joint import _StackedQuotes
+    from qrh_lib.surrogate.quotes import QuoteMap
+
+    g, vg = default_grid(), vix_grid()
+    rng = np.random.default_rng(0)
+    T = rng.uniform(0.1, 0.9, 50)
+    k = rng.uniform(-0.4, 0.25, 50) * np.sqrt(T)
+    vT = rng.uniform(0.1, 0.45, 20)
+    vk = rng.uniform(-0.3, 0.9, 20) * np.sqrt(vT)
+    spx, vix = QuoteMap(g, k, T), QuoteMap(vg, vk, vT)
+    iv = rng.uniform(0.1, 0.5, (3, g.size + vg.size))
+    idx = np.array([0, 7, 49, 50, 69])
+    np.testing.assert_allclose(spx.subset(idx[:3])(iv[:, : g.size]), spx(iv[:, : g.size])[:, idx[:3]], rtol=1e-12)
+    both = _StackedQuotes(spx, vix, g.size)
+    np.testing.assert_allclose(both.subset(idx)(iv), both(iv)[:, idx], rtol=1e-12)  # the same sums, other BLAS blocks
+    assert both.subset(idx).n_quotes == 5
