@@ -11,6 +11,7 @@ from scipy.linalg import expm
 from qrh_lib.grid import default_grid, sqrt_t_grid
 from qrh_lib.params import COL_A, COL_LAMBDA, Inputs
 from qrh_lib.pricer import mc
+from qrh_lib.pricer.config import MIN_PAYING_PAIRS
 from qrh_lib.pricer.convergence import corner_states, coupled_bias
 from qrh_lib.pricer.kernel import aggregate_coefficients, geometric_nodes, step_coefficients
 from qrh_lib.pricer.mc import MCConfig, QRHEngine, chunk_normals, sample_normals, sample_seeds, time_grid
@@ -22,7 +23,14 @@ from qrh_lib.pricer.moments import (
     iter_expected_variance,
     second_moment_growth,
 )
-from qrh_lib.pricer.pricing import cv_estimate, mc_iv_surface, otm_payoffs, price_surfaces, surface_from_paths
+from qrh_lib.pricer.pricing import (
+    _pair_units,
+    cv_estimate,
+    mc_iv_surface,
+    otm_payoffs,
+    price_surfaces,
+    surface_from_paths,
+)
 
 Z_TOL = 4.0
 # a moderate state inside Rosenbaum & Zhang's box: (lambda, eta, a, b, c, z0_1..z0_10)
@@ -234,10 +242,16 @@ def test_a_zero_gives_flat_surface_at_sqrt_c():
     z = (res.iv - sigma) / res.iv_se
     assert near.sum() >= 60
     assert np.all(np.abs(z[near]) < Z_TOL + 0.5), np.abs(z[near]).max()
-    assert np.all(res.iv_se[near] < 0.01)
+    # where fewer than MIN_PAYING_PAIRS pairs pay, the labels' errors add the count's noise and, where the fit hangs
+    # on one pair, leave the Black-Scholes control out (pricing's module docstring), exact here at a = 0 but not in
+    # the model: precision and replication are checked where enough pairs pay
+    paying = (_pair_units(otm_payoffs(QRHEngine(g, cfg).simulate(X, np.arange(2), seed=1), g), True) > 0).sum(-1)
+    many = near & (paying >= MIN_PAYING_PAIRS)
+    assert many.sum() >= 50
+    assert np.all(res.iv_se[many] < 0.01)
     # with it, the control replicates the payoff path by path: sqrt(c) up to float32 rounding of the paths
     iv, _ = mc_iv_surface(X, n_paths=4096, steps_per_year=60, seed=1)
-    assert np.nanmax(np.abs(iv - sigma)[near]) < 1e-4
+    assert np.nanmax(np.abs(iv - sigma)[many]) < 1e-4
 
 
 def test_martingale_and_put_call_parity():
