@@ -483,7 +483,7 @@ def fit_by_expiry(quotes: Quotes, model_iv, model_se=None) -> pd.DataFrame:
     between bid and ask), ``median_half_spreads`` (the median of ``|model - mid| / ((ask - bid) / 2)``: below 1 is
     inside the spread), ``median_half_spread_pts``; with ``model_se`` (e.g. a Monte Carlo re-pricing's standard
     errors at the quotes) also ``median_se_pts``. Quotes without a model vol count as outside and are left out of
-    the RMSE (``n_missing``)."""
+    the RMSE (``n_missing``); quotes without a mid are left out."""
     if quotes.bid is None:
         raise ValueError("fit_by_expiry needs quotes with bid and ask")
     iv = np.asarray(model_iv, np.float64).reshape(-1)
@@ -491,9 +491,11 @@ def fit_by_expiry(quotes: Quotes, model_iv, model_se=None) -> pd.DataFrame:
         raise ValueError(f"model_iv has {iv.size} values, the quotes {quotes.n}")
     half = 0.5 * (quotes.ask - quotes.bid)
     err = iv - quotes.iv
+    se = np.full(quotes.n, np.nan) if model_se is None else VOL_POINTS * np.asarray(model_se, np.float64)
+    quoted = np.isfinite(quotes.iv)  # a quote without a mid is not counted
     frame = pd.DataFrame({"T": quotes.maturities, "err": VOL_POINTS * err, "half": VOL_POINTS * half,
                           "inside": (iv >= quotes.bid) & (iv <= quotes.ask), "missing": ~np.isfinite(iv),
-                          "se": np.nan if model_se is None else VOL_POINTS * np.asarray(model_se, np.float64)})
+                          "se": se})[quoted]
 
     def summary(g: pd.DataFrame) -> dict:
         row = {"days": 365 * g["T"].iloc[0], "n": len(g), "rmse_pts": float(np.sqrt(np.nanmean(g["err"] ** 2))),
