@@ -25,7 +25,8 @@ Standard errors (``errors``, :data:`ERRORS`). The regression's own residual erro
 a few pairs carry a control's extreme values (a payoff that few paths reach, or a heavy tail), the fit passes
 through them, their residuals vanish and the error comes out far too small: against the truth set, 0.45-0.71% of
 the labels at 512-4,096 paths lie beyond 4 standard errors, some beyond 100 (``benchmarks/standard_errors.py``).
-The labels' errors (``"robust"``, the default; 0.07-0.12% beyond 4) are
+The robust errors (``"robust"``; 0.07-0.12% beyond 4; the labels' default once the truth sets are re-priced with them,
+:data:`qrh_lib.pricer.config.LABEL_ERRORS`) are
 
 - the jackknife's: each pair's leave-one-out change of :math:`\hat\pi`, in closed form from its leverage
   :math:`h_i` and residual :math:`e_i`, :math:`\delta_i = (1/n - \bar C^\top S^{-1} (C_i - \bar C))\, e_i / (1 - h_i)`
@@ -53,7 +54,7 @@ import numpy as np
 
 from ..grid import Grid, default_grid
 from ..iv import black_price, black_vega, count_reasons, implied_total_vol
-from .config import MAX_LEVERAGE, MIN_PAYING_PAIRS, PSEUDO_HITS
+from .config import LABEL_ERRORS, MAX_LEVERAGE, MIN_PAYING_PAIRS, PSEUDO_HITS
 from .mc import MCConfig, PathStats, QRHEngine
 
 #: Variance-reduction modes, from none to all.
@@ -169,7 +170,7 @@ def cv_estimate(y: np.ndarray, controls: list[np.ndarray], errors: str = "classi
 
 
 def surface_from_paths(stats: PathStats, grid: Grid, estimator: str | None = None,
-                       errors: str = "robust") -> SurfaceResult:
+                       errors: str = LABEL_ERRORS) -> SurfaceResult:
     """Prices and implied vols of every grid option from simulated paths.
 
     ``estimator`` (a key of :data:`ESTIMATORS`) defaults to every control the paths carry; ``errors`` (one of
