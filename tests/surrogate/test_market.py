@@ -360,3 +360,24 @@ def test_quote_map_subsets_are_the_same_rows():
     both = _StackedQuotes(spx, vix, g.size)
     np.testing.assert_allclose(both.subset(idx)(iv), both(iv)[:, idx], rtol=1e-12)  # the same sums, other BLAS blocks
     assert both.subset(idx).n_quotes == 5
+
+
+@needs_market
+def test_a_calibration_to_the_shared_spx_quotes_converges_inside_the_domain(tiny_surrogate):
+    """The day's SPX quotes inside the (synthetic) surrogate's grid, 20 an expiry: the calibration ends inside the
+    surrogate's domain (box and a <= 0.9 a*), and fits the quotes better than the domain's centre does."""
+    from qrh_lib.surrogate.market import fit_by_expiry, load_market_quotes, thin_strikes
+    from qrh_lib.surrogate.quotes import calibrate_quotes, interpolate_surface
+
+    s = tiny_surrogate
+    mq = load_market_quotes("spx", grid=s.grid)
+    q = thin_strikes(mq, 20).quotes
+    res = calibrate_quotes(s, q, seed=0)
+    assert s.domain.contains(res.x)[0]
+    assert np.all(res.x >= s.box.lo) and np.all(res.x <= s.box.hi)
+    centre = 0.5 * (s.box.lo + s.box.hi)
+    centre[2] = s.box.lo[2]  # the least feedback: stable whatever lambda and eta
+    fit = fit_by_expiry(q, interpolate_surface(s, res.iv, q.log_moneyness, q.maturities)).loc["all", "rmse_pts"]
+    at_centre = s.predict_numpy(centre[None, :])[0]
+    naive = fit_by_expiry(q, interpolate_surface(s, at_centre, q.log_moneyness, q.maturities)).loc["all", "rmse_pts"]
+    assert np.isfinite(fit) and fit < naive, (fit, naive)
