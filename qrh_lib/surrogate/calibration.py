@@ -48,7 +48,7 @@ from scipy.stats import qmc
 from threadpoolctl import ThreadpoolController
 
 from ..iv import VOL_POINTS
-from ..params import N_INPUTS, InputBox
+from ..params import COL_A, COL_ETA, COL_LAMBDA, N_INPUTS, InputBox
 
 _THREADPOOLS = ThreadpoolController()
 
@@ -91,7 +91,7 @@ def _bounds_arrays(surrogate, bounds) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-_LAM, _ETA, _A = 0, 1, 2
+_LAM, _ETA, _A = COL_LAMBDA, COL_ETA, COL_A
 #: Quotes on which the candidate bank is ranked when there are more (see ``_Objective.screening_values``).
 SCREEN_QUOTES = 64
 #: Calibrated states keep this relative distance below the domain's margin (its tabulated a* is accurate to
