@@ -367,10 +367,7 @@ def main(argv=None) -> int:
                         "one the workers see)")
     add_cluster_arguments(p)
     a = parse_args(p, argv, quick=QUICK)
-    try:
-        cluster = cluster_from_arguments(a)
-    except ValueError as err:
-        p.error(str(err))
+    cluster = cluster_from_arguments(p, a)
     out = result_path(a, RESULT[a.what])
     from qrh_lib.surrogate.config import TrainConfig
 

@@ -211,10 +211,7 @@ def main(argv=None) -> int:
                    help="with --ablation: where each variant's predictions are kept for the ensembles")
     add_cluster_arguments(p)
     a = parse_args(p, argv, quick=QUICK)
-    try:
-        cluster = cluster_from_arguments(a)
-    except ValueError as err:
-        p.error(str(err))
+    cluster = cluster_from_arguments(p, a)
     if cluster.distributed and not a.ablation:
         p.error("--workers and --scheduler go with --ablation (the studies that train many networks)")
     out = result_path(a, "vix_ablation" if a.ablation else "vix")  # --out defaults to vix_ablation.json there

@@ -136,8 +136,14 @@ def add_cluster_arguments(parser) -> None:
                        help="TensorFlow and BLAS threads per worker (default: the cores shared out)")
 
 
-def cluster_from_arguments(args) -> ClusterConfig:
-    return ClusterConfig(scheduler=args.scheduler, workers=args.workers, threads_per_worker=args.threads_per_worker)
+def cluster_from_arguments(parser, args) -> ClusterConfig:
+    """The :class:`ClusterConfig` of the options :func:`add_cluster_arguments` added; a bad combination is reported
+    through ``parser.error`` (usage and exit status 2), as argparse reports its own errors."""
+    try:
+        return ClusterConfig(scheduler=args.scheduler, workers=args.workers,
+                             threads_per_worker=args.threads_per_worker)
+    except ValueError as err:
+        parser.error(str(err))
 
 
 @contextlib.contextmanager

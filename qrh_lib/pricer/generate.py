@@ -255,9 +255,9 @@ def main(argv=None) -> int:
     try:
         cfg = GenerationConfig(n_samples=a.n_samples, seed=a.seed, box=a.box, sampler=a.sampler, domain=a.domain,
                                shard_size=a.shard_size, mc=mc, vix_grid="default" if a.vix else None)
-        cluster = cluster_from_arguments(a)
     except ValueError as e:
         p.error(str(e))
+    cluster = cluster_from_arguments(p, a)
     out = generate_dataset(cfg, a.out, progress=not a.no_progress, cluster=cluster)
     print(json.dumps({"dataset": str(out), **{k: read_json(out / "manifest.json")[k]
                                               for k in ("n_kept", "split", "rejected", "timings")}}, indent=2))

@@ -120,10 +120,7 @@ def main(argv=None) -> int:
     add_cluster_arguments(p)
     a = p.parse_args(argv)
     config, folder = TRUTH_SETS[a.grids]
-    try:
-        cluster = cluster_from_arguments(a)
-    except ValueError as e:
-        p.error(str(e))
+    cluster = cluster_from_arguments(p, a)
     out = generate_truth_set(a.out or folder, config, progress=not a.no_progress, cluster=cluster)
     m = read_json(out / "manifest.json")
     print(json.dumps({k: m[k] for k in ("n_kept", "iv_se_vol_pts", "timings")}, indent=2))
